@@ -1,0 +1,36 @@
+"""Packaging for mmcurate: curation of interleaved image-text data on PySpark + Delta Lake."""
+from setuptools import find_packages, setup
+
+setup(
+    name="mmcurate",
+    version="0.1.0",
+    description="Curate interleaved image-text training data with PySpark and Delta Lake",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    package_dir={"": "src"},
+    packages=find_packages("src"),
+    include_package_data=True,
+    package_data={"mmcurate": ["recipes/*.yaml", "resources/*", "demo_data/**/*"]},
+    python_requires=">=3.10",
+    install_requires=[
+        "pyspark==4.2.0",
+        "delta-spark==4.4.1",
+        "deltalake>=1.1",
+        "pyarrow>=15",
+        "pandas<3",
+        "numpy",
+        "pyyaml",
+        "pillow",
+        "torch==2.14.1",
+        "torchvision==0.29.1",
+        "open_clip_torch",
+        "transformers",
+        "mlflow",
+        "webdataset",
+        "opencv-python-headless",
+        "fsspec",
+        "py3langid",
+    ],
+    extras_require={"test": ["pytest", "chispa", "segno"]},
+    entry_points={"console_scripts": ["mmcurate=mmcurate.cli:main"]},
+)

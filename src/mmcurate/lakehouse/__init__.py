@@ -1,0 +1,151 @@
+"""The lakehouse: named Delta tables under one root, with the same calls on every backend.
+
+>>> lake = Lakehouse.open(spark, "/data/lake")          # embedded here, native on Databricks
+>>> lake.write(items, "items", mode="overwrite")
+>>> lake.read("items", version=0).count()
+>>> lake.register_views(); spark.sql("SELECT modality, count(*) FROM items GROUP BY 1").show()
+"""
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+from pyspark.sql import DataFrame, SparkSession
+
+from mmcurate.lakehouse.base import (
+    CommitConflictError,
+    LakehouseError,
+    SchemaMismatchError,
+    TableExistsError,
+    TableNotFoundError,
+    UnsupportedTableError,
+    WriteResult,
+)
+from mmcurate.lakehouse.embedded import EmbeddedBackend
+from mmcurate.lakehouse.native import NativeBackend, has_delta_connector
+from mmcurate.spark import apply_runtime_conf
+
+BACKENDS = ("auto", "embedded", "native")
+_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+__all__ = [
+    "Lakehouse",
+    "WriteResult",
+    "LakehouseError",
+    "TableNotFoundError",
+    "TableExistsError",
+    "SchemaMismatchError",
+    "UnsupportedTableError",
+    "CommitConflictError",
+]
+
+
+class Lakehouse:
+    """Delta tables under `root` (a path, an object-store URI or, natively, a catalog schema)."""
+
+    def __init__(self, spark: SparkSession, backend):
+        self.spark = spark
+        self.backend = backend
+
+    @classmethod
+    def open(
+        cls,
+        spark: SparkSession,
+        root: str,
+        backend: str = "auto",
+        storage_options: Optional[dict] = None,
+    ) -> "Lakehouse":
+        """Open (lazily create) the lakehouse at `root`.
+
+        backend: "native" uses the session's Delta connector, "embedded" Spark Parquet + delta-rs,
+        "auto" picks native when `format("delta")` resolves in this session.
+        storage_options: delta-rs credentials/options for object stores (embedded backend only).
+        """
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        apply_runtime_conf(spark)
+        if backend == "auto":
+            backend = "native" if has_delta_connector(spark) else "embedded"
+        if backend == "native":
+            return cls(spark, NativeBackend(spark, root))
+        return cls(spark, EmbeddedBackend(spark, root, storage_options))
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
+
+    def location(self, table: str) -> str:
+        """Where `table` lives: a path/URI, or a catalog name on a catalog root."""
+        return self.backend.location(_check_name(table))
+
+    def exists(self, table: str) -> bool:
+        return self.backend.exists(_check_name(table))
+
+    def tables(self) -> list[str]:
+        """Names of the Delta tables in this lakehouse."""
+        return self.backend.tables()
+
+    def write(
+        self,
+        df: DataFrame,
+        table: str,
+        mode: str = "append",
+        app_id: Optional[str] = None,
+        app_version: Optional[int] = None,
+    ) -> WriteResult:
+        """Write `df` to `table` in one atomic commit.
+
+        mode: "append" (creates the table if needed), "overwrite" (new version, history kept),
+        "error" (fail if the table exists), "ignore" (do nothing if it exists).
+        app_id/app_version: make the commit idempotent; a retry with a version the table has
+        already seen for `app_id` is skipped (`WriteResult.skipped`), so a rerun job never
+        appends twice.
+        """
+        return self.backend.write(df, _check_name(table), mode, app_id, app_version)
+
+    def read(self, table: str, version: Optional[int] = None) -> DataFrame:
+        """The table as a DataFrame, at its latest or a given version (time travel)."""
+        return self.backend.read(_check_name(table), version)
+
+    def version(self, table: str) -> int:
+        """The table's latest version number."""
+        return self.backend.version(_check_name(table))
+
+    def history(self, table: str) -> DataFrame:
+        """One row per commit, newest first: version, timestamp, operation, parameters, metrics."""
+        return self.backend.history(_check_name(table))
+
+    def register_views(self, tables: Optional[list[str]] = None) -> list[str]:
+        """Make tables queryable by bare name in `spark.sql` (temporary views of their latest version).
+
+        Catalog-backed lakehouses need no views: their tables are queried as `catalog.schema.table`,
+        or by bare name after `USE catalog.schema`, which this call runs for them.
+        """
+        names = tables if tables is not None else self.tables()
+        if isinstance(self.backend, NativeBackend) and self.backend.catalog:
+            self.spark.sql(f"USE {self.backend.root}")
+            return names
+        for name in names:
+            self.read(name).createOrReplaceTempView(name)
+        return names
+
+    def sql(self, query: str) -> DataFrame:
+        """Run Spark SQL with every table of this lakehouse visible by name."""
+        self.register_views()
+        return self.spark.sql(query)
+
+
+def _check_name(table: str) -> str:
+    if not _TABLE_NAME.match(table):
+        raise ValueError(f"table names are identifiers (letters, digits, _), got {table!r}")
+    return table
+
+
+def connect(root: str, spark: Optional[SparkSession] = None, backend: str = "auto") -> Lakehouse:
+    """One call for notebooks: a session (the active one or a new local one) with every table of
+    the lakehouse at `root` registered for `spark.sql`."""
+    from mmcurate.spark import get_spark
+
+    lake = Lakehouse.open(spark or get_spark(), root, backend=backend)
+    lake.register_views()
+    return lake

@@ -1,0 +1,109 @@
+"""What every lakehouse backend offers, and the errors and results they share."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Protocol
+
+from pyspark.sql import DataFrame
+from pyspark.sql import types as T
+
+WRITE_MODES = ("append", "overwrite", "error", "ignore")
+
+
+class LakehouseError(RuntimeError):
+    """Base of the lakehouse's errors."""
+
+
+class TableNotFoundError(LakehouseError):
+    """The table (or the requested version of it) does not exist."""
+
+
+class TableExistsError(LakehouseError):
+    """mode='error' and the table already exists."""
+
+
+class SchemaMismatchError(LakehouseError):
+    """An append whose columns or types differ from the table's."""
+
+
+class UnsupportedTableError(LakehouseError):
+    """A table uses a Delta feature the embedded backend cannot read correctly."""
+
+
+class CommitConflictError(LakehouseError):
+    """Another writer committed a conflicting change first; nothing of this write is visible."""
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What a write did: the table version it produced, files and rows added, or that it was skipped."""
+
+    table: str
+    version: int
+    files_added: int = 0
+    rows_added: Optional[int] = None
+    skipped: bool = False
+    reason: Optional[str] = None
+
+
+class Backend(Protocol):
+    """The operations a storage backend implements; `Lakehouse` adds naming and SQL on top."""
+
+    name: str
+
+    def location(self, table: str) -> str: ...
+
+    def exists(self, table: str) -> bool: ...
+
+    def tables(self) -> list[str]: ...
+
+    def write(
+        self, df: DataFrame, table: str, mode: str, app_id: Optional[str], app_version: Optional[int]
+    ) -> WriteResult: ...
+
+    def read(self, table: str, version: Optional[int]) -> DataFrame: ...
+
+    def version(self, table: str) -> int: ...
+
+    def history(self, table: str) -> DataFrame: ...
+
+
+def check_mode(mode: str) -> None:
+    if mode not in WRITE_MODES:
+        raise ValueError(f"mode must be one of {WRITE_MODES}, got {mode!r}")
+
+
+def check_app_transaction(app_id: Optional[str], app_version: Optional[int]) -> None:
+    if (app_id is None) != (app_version is None):
+        raise ValueError("app_id and app_version go together: pass both or neither")
+    if app_version is not None and app_version < 0:
+        raise ValueError(f"app_version must be >= 0, got {app_version}")
+
+
+def schema_differences(table: T.StructType, incoming: T.StructType) -> list[str]:
+    """Columns an append would add, lose or retype (nullability is not compared)."""
+    have = {f.name: f.dataType for f in table.fields}
+    new = {f.name: f.dataType for f in incoming.fields}
+    out = [f"missing column {n} ({t.simpleString()})" for n, t in have.items() if n not in new]
+    out += [f"unexpected column {n} ({t.simpleString()})" for n, t in new.items() if n not in have]
+    out += [
+        f"column {n}: table has {have[n].simpleString()}, data has {t.simpleString()}"
+        for n, t in new.items()
+        if n in have and not _same_type(have[n], t)
+    ]
+    return out
+
+
+def _same_type(a: T.DataType, b: T.DataType) -> bool:
+    """Type equality ignoring nullability flags, at any depth."""
+    return _all_nullable(a) == _all_nullable(b)
+
+
+def _all_nullable(t: T.DataType) -> T.DataType:
+    if isinstance(t, T.StructType):
+        return T.StructType([T.StructField(f.name, _all_nullable(f.dataType), True) for f in t.fields])
+    if isinstance(t, T.ArrayType):
+        return T.ArrayType(_all_nullable(t.elementType), True)
+    if isinstance(t, T.MapType):
+        return T.MapType(_all_nullable(t.keyType), _all_nullable(t.valueType), True)
+    return t

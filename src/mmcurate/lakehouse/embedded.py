@@ -1,0 +1,250 @@
+"""Real Delta tables without the Delta Spark connector: Spark's Parquet writer/reader move the data,
+delta-rs keeps the transaction log.
+
+Write: Spark writes part files into a fresh folder inside the table directory (invisible to Delta
+readers until committed), then the driver commits their `add` actions, with statistics from the
+Parquet footers, in one atomic delta-rs transaction. Read: the active files of a version come from
+delta-rs and go to `spark.read.parquet` with the table's schema, so column pruning and predicate
+push-down work as on any Parquet source.
+"""
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from typing import Optional
+from urllib.parse import urlparse
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+from deltalake import CommitProperties, DeltaTable, Schema, Transaction
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError as _DeltaNotFound
+from deltalake.transaction import create_table_with_add_actions
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
+
+from mmcurate.lakehouse.base import (
+    CommitConflictError,
+    SchemaMismatchError,
+    TableExistsError,
+    TableNotFoundError,
+    UnsupportedTableError,
+    WriteResult,
+    check_app_transaction,
+    check_mode,
+    schema_differences,
+)
+from mmcurate.lakehouse.stats import add_actions
+
+UNSUPPORTED_READER_FEATURES = {"deletionVectors", "columnMapping", "v2Checkpoint"}
+"""Features whose semantics a plain Parquet read of the active files would get wrong."""
+
+
+class EmbeddedBackend:
+    """Delta tables under a root directory or object-store URI, written and read without the JVM connector."""
+
+    name = "embedded"
+
+    def __init__(self, spark: SparkSession, root: str, storage_options: Optional[dict] = None):
+        self.spark = spark
+        self.root = _absolute(root)
+        self.storage_options = storage_options or None
+        self.fs, self.fs_root = pafs.FileSystem.from_uri(self.root)
+
+    # -- naming ---------------------------------------------------------------------------------
+    def location(self, table: str) -> str:
+        return f"{self.root.rstrip('/')}/{table}"
+
+    def _fs_path(self, table: str) -> str:
+        return f"{self.fs_root.rstrip('/')}/{table}"
+
+    # -- catalogue ------------------------------------------------------------------------------
+    def exists(self, table: str) -> bool:
+        return DeltaTable.is_deltatable(self.location(table), storage_options=self.storage_options)
+
+    def tables(self) -> list[str]:
+        if self.fs.get_file_info(self.fs_root).type != pafs.FileType.Directory:
+            return []
+        entries = self.fs.get_file_info(pafs.FileSelector(self.fs_root))
+        return sorted(
+            e.base_name
+            for e in entries
+            if e.type == pafs.FileType.Directory and self.exists(e.base_name)
+        )
+
+    def _load(self, table: str, version: Optional[int] = None) -> Optional[DeltaTable]:
+        try:
+            return DeltaTable(self.location(table), version=version, storage_options=self.storage_options)
+        except _DeltaNotFound:
+            return None
+        except DeltaError as e:
+            if version is not None and self.exists(table):
+                raise TableNotFoundError(f"table {table!r} has no version {version}: {e}") from e
+            raise
+
+    def _require(self, table: str, version: Optional[int] = None) -> DeltaTable:
+        dt = self._load(table, version)
+        if dt is None:
+            raise TableNotFoundError(f"no Delta table {table!r} at {self.location(table)}")
+        return dt
+
+    def version(self, table: str) -> int:
+        return self._require(table).version()
+
+    # -- read -----------------------------------------------------------------------------------
+    def read(self, table: str, version: Optional[int] = None) -> DataFrame:
+        dt = self._require(table, version)
+        _check_readable(table, dt)
+        schema = spark_schema(dt)
+        actions = pa.table(dt.get_add_actions(flatten=False))
+        paths = [self._spark_path(table, p) for p in actions.column("path").to_pylist()]
+        if not paths:
+            return self.spark.createDataFrame([], schema)
+        return self.spark.read.schema(schema).parquet(*paths)
+
+    def _spark_path(self, table: str, relative: str) -> str:
+        return relative if "://" in relative else f"{self.location(table)}/{relative}"
+
+    def history(self, table: str) -> DataFrame:
+        rows = [
+            (
+                h["version"],
+                h.get("timestamp"),
+                h.get("operation"),
+                json.dumps(h.get("operationParameters") or {}),
+                json.dumps(h.get("operationMetrics") or {}),
+                json.dumps(h.get("userMetadata") or h.get("custom_metadata") or {}),
+                h.get("engineInfo") or h.get("clientVersion"),
+            )
+            for h in self._require(table).history()
+        ]
+        schema = (
+            "version long, timestamp_ms long, operation string, operation_parameters string, "
+            "operation_metrics string, user_metadata string, engine string"
+        )
+        return (
+            self.spark.createDataFrame(rows, schema)
+            .withColumn("timestamp", F.timestamp_millis("timestamp_ms"))
+            .drop("timestamp_ms")
+            .orderBy(F.desc("version"))
+        )
+
+    # -- write ----------------------------------------------------------------------------------
+    def write(
+        self,
+        df: DataFrame,
+        table: str,
+        mode: str = "append",
+        app_id: Optional[str] = None,
+        app_version: Optional[int] = None,
+    ) -> WriteResult:
+        check_mode(mode)
+        check_app_transaction(app_id, app_version)
+        dt = self._load(table)
+        if dt is not None:
+            if mode == "error":
+                raise TableExistsError(f"table {table!r} already exists at {self.location(table)}")
+            if mode == "ignore":
+                return WriteResult(table, dt.version(), skipped=True, reason="table exists")
+            done = dt.transaction_version(app_id) if app_id is not None else None
+            if done is not None and done >= app_version:
+                reason = f"{app_id} version {app_version} already committed (table has {done})"
+                return WriteResult(table, dt.version(), skipped=True, reason=reason)
+            if mode == "append":
+                table_schema = spark_schema(dt)
+                diffs = schema_differences(table_schema, df.schema)
+                if diffs:
+                    raise SchemaMismatchError(
+                        f"cannot append to {table!r}: " + "; ".join(diffs)
+                        + ". Overwrite the table to change its schema."
+                    )
+                df = df.select(*[f"`{n}`" for n in table_schema.fieldNames()])
+                arrow_schema = to_arrow_schema(table_schema, timezone="UTC")
+            else:
+                arrow_schema = to_arrow_schema(df.schema, timezone="UTC")
+        else:
+            arrow_schema = to_arrow_schema(df.schema, timezone="UTC")
+
+        folder = f"data-{uuid.uuid4().hex[:16]}"
+        staging_fs = f"{self._fs_path(table)}/{folder}"
+        try:
+            df.write.mode("error").parquet(f"{self.location(table)}/{folder}")
+            files = sorted(
+                info.path
+                for info in self.fs.get_file_info(pafs.FileSelector(staging_fs))
+                if info.is_file and info.base_name.endswith(".parquet")
+            )
+            actions, rows = add_actions(self.fs, self._fs_path(table), files)
+            properties = CommitProperties(
+                custom_metadata={"engine": "mmcurate-embedded"},
+                app_transactions=[Transaction(app_id, app_version)] if app_id is not None else None,
+            )
+            version = self._commit(table, dt, actions, mode, arrow_schema, properties)
+        except BaseException:
+            self._remove_quietly(staging_fs)
+            raise
+        if not actions:
+            self._remove_quietly(staging_fs)
+        return WriteResult(table, version, files_added=len(actions), rows_added=rows)
+
+    def _commit(self, table, dt, actions, mode, arrow_schema, properties) -> int:
+        if dt is None:
+            try:
+                create_table_with_add_actions(
+                    self.location(table),
+                    Schema.from_arrow(arrow_schema),
+                    actions,
+                    mode="error",
+                    commit_properties=properties,
+                    storage_options=self.storage_options,
+                )
+                return 0
+            except (DeltaError, CommitFailedError) as e:
+                dt = self._load(table)
+                if dt is None:
+                    raise
+                if mode == "error":
+                    raise TableExistsError(f"table {table!r} was created by another writer") from e
+                if mode == "ignore":
+                    return dt.version()
+        try:
+            dt.create_write_transaction(actions, mode=mode, schema=arrow_schema, commit_properties=properties)
+        except CommitFailedError as e:
+            raise CommitConflictError(f"commit to {table!r} conflicted with a concurrent writer: {e}") from e
+        dt.update_incremental()
+        return dt.version()
+
+    def _remove_quietly(self, path: str) -> None:
+        try:
+            self.fs.delete_dir(path)
+        except (OSError, FileNotFoundError):
+            pass
+
+
+def spark_schema(dt: DeltaTable) -> T.StructType:
+    """The table's schema as a Spark StructType."""
+    return from_arrow_schema(pa.schema(dt.schema().to_arrow()))
+
+
+def _check_readable(table: str, dt: DeltaTable) -> None:
+    protocol = dt.protocol()
+    features = set(protocol.reader_features or []) & UNSUPPORTED_READER_FEATURES
+    mapping = (dt.metadata().configuration or {}).get("delta.columnMapping.mode", "none")
+    if mapping != "none":
+        features.add("columnMapping")
+    if dt.metadata().partition_columns:
+        features.add("partitioning")
+    if features:
+        raise UnsupportedTableError(
+            f"table {table!r} uses {sorted(features)}, which the embedded backend cannot read "
+            "correctly; read it on a session with the Delta connector (backend='native')"
+        )
+
+
+def _absolute(root: str) -> str:
+    """Local paths become absolute; URIs (s3://, abfss://, file://) are kept as given."""
+    if urlparse(root).scheme and len(urlparse(root).scheme) > 1:
+        return root.rstrip("/")
+    return os.path.abspath(os.path.expanduser(root))

@@ -1,0 +1,214 @@
+"""The lakehouse contract, run against every backend the session has (embedded always)."""
+import datetime as dt
+import json
+import os
+import threading
+
+import deltalake
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from chispa import assert_df_equality
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from mmcurate.lakehouse import (
+    Lakehouse,
+    SchemaMismatchError,
+    TableExistsError,
+    TableNotFoundError,
+    UnsupportedTableError,
+)
+from mmcurate.lakehouse.native import has_delta_connector
+
+SCHEMA = T.StructType(
+    [
+        T.StructField("sample_id", T.StringType(), False),
+        T.StructField("position", T.IntegerType(), False),
+        T.StructField("payload", T.BinaryType(), True),
+        T.StructField("score", T.DoubleType(), True),
+        T.StructField("seen_at", T.TimestampType(), True),
+        T.StructField("tags", T.ArrayType(T.StringType()), True),
+    ]
+)
+
+
+def rows(n, offset=0):
+    t0 = dt.datetime(2024, 4, 12, 10, 13, 54, 123456, tzinfo=dt.timezone.utc)
+    return [
+        (f"s{i:05d}", i % 7, os.urandom(16), i / 3.0, t0 + dt.timedelta(seconds=i), [f"t{i % 3}"])
+        for i in range(offset, offset + n)
+    ]
+
+
+@pytest.fixture(params=["embedded", "native"])
+def lake(request, spark, tmp_path):
+    if request.param == "native" and not has_delta_connector(spark):
+        pytest.skip("session has no Delta connector (native backend runs on Databricks/delta-spark clusters)")
+    return Lakehouse.open(spark, str(tmp_path / "lake"), backend=request.param)
+
+
+def frame(spark, data):
+    return spark.createDataFrame(data, SCHEMA).repartition(3)
+
+
+def test_write_then_read_round_trips_every_type(spark, lake):
+    df = frame(spark, rows(50))
+    result = lake.write(df, "items", mode="error")
+    assert (result.version, result.rows_added) == (0, 50)
+    back = lake.read("items")
+    assert_df_equality(back, df, ignore_row_order=True, ignore_nullable=True)
+    assert lake.tables() == ["items"]
+
+
+def test_overwrite_keeps_history_and_time_travel_reads_old_versions(spark, lake):
+    lake.write(frame(spark, rows(10)), "t", mode="overwrite")
+    lake.write(frame(spark, rows(5, offset=100)), "t", mode="append")
+    lake.write(frame(spark, rows(3, offset=200)), "t", mode="overwrite")
+    assert lake.version("t") == 2
+    assert [lake.read("t", version=v).count() for v in (0, 1, 2)] == [10, 15, 3]
+    assert lake.read("t").agg(F.min("sample_id")).first()[0] == "s00200"
+    history = lake.history("t").select("version", "operation").collect()
+    assert [h.version for h in history] == [2, 1, 0]
+    with pytest.raises(TableNotFoundError):
+        lake.read("t", version=9).count()
+
+
+def test_mode_error_and_ignore(spark, lake):
+    lake.write(frame(spark, rows(2)), "t", mode="error")
+    with pytest.raises(TableExistsError):
+        lake.write(frame(spark, rows(2)), "t", mode="error")
+    skipped = lake.write(frame(spark, rows(2)), "t", mode="ignore")
+    assert skipped.skipped and lake.read("t").count() == 2
+
+
+def test_append_with_other_columns_is_refused_with_the_differences(spark, lake):
+    lake.write(frame(spark, rows(2)), "t")
+    other = frame(spark, rows(2)).withColumn("score", F.col("score").cast("string")).drop("tags")
+    with pytest.raises(SchemaMismatchError, match="missing column tags.*score: table has double, data has string"):
+        lake.write(other, "t", mode="append")
+    assert lake.version("t") == 0
+
+
+def test_append_accepts_columns_in_another_order(spark, lake):
+    lake.write(frame(spark, rows(2)), "t")
+    df = frame(spark, rows(2, offset=10))
+    lake.write(df.select(*reversed(df.columns)), "t")
+    assert lake.read("t").where("sample_id = 's00010'").select("position").first()[0] == 3
+
+
+def test_idempotent_retry_is_not_applied_twice(spark, lake):
+    df = frame(spark, rows(4))
+    first = lake.write(df, "t", app_id="ingest-job", app_version=1)
+    retry = lake.write(df, "t", app_id="ingest-job", app_version=1)
+    assert not first.skipped and retry.skipped
+    assert lake.read("t").count() == 4 and lake.version("t") == first.version
+    lake.write(frame(spark, rows(4, offset=10)), "t", app_id="ingest-job", app_version=2)
+    assert lake.read("t").count() == 8
+
+
+def test_failing_task_leaves_no_new_version(spark, lake):
+    lake.write(frame(spark, rows(6)), "t")
+
+    @F.udf("double")
+    def explode_on_third(score):
+        if score is not None and abs(score - 2 / 3.0) < 1e-9:
+            raise RuntimeError("injected task failure")
+        return score
+
+    bad = frame(spark, rows(6)).withColumn("score", explode_on_third("score"))
+    with pytest.raises(Exception, match="injected task failure"):
+        lake.write(bad, "t")
+    assert lake.version("t") == 0 and lake.read("t").count() == 6
+
+
+def test_failed_write_leaves_no_files_behind(spark, tmp_path):
+    lake = Lakehouse.open(spark, str(tmp_path), backend="embedded")
+    lake.write(frame(spark, rows(3)), "t")
+    before = sorted(os.listdir(tmp_path / "t"))
+
+    @F.udf("double")
+    def fail(score):
+        raise RuntimeError("injected task failure")
+
+    with pytest.raises(Exception):
+        lake.write(frame(spark, rows(3)).withColumn("score", fail("score")), "t")
+    assert sorted(os.listdir(tmp_path / "t")) == before
+
+
+def test_tables_written_here_are_real_delta_for_other_readers(spark, tmp_path):
+    lake = Lakehouse.open(spark, str(tmp_path), backend="embedded")
+    df = frame(spark, rows(30))
+    lake.write(df, "items")
+    table = deltalake.DeltaTable(str(tmp_path / "items"))
+    arrow = table.to_pyarrow_table()
+    assert arrow.num_rows == 30
+    assert sorted(arrow.column("sample_id").to_pylist()) == [f"s{i:05d}" for i in range(30)]
+    assert not pa.schema(table.schema().to_arrow()).field("sample_id").nullable
+
+    log = (tmp_path / "items" / "_delta_log" / "00000000000000000000.json").read_text().splitlines()
+    actions = [json.loads(line) for line in log]
+    kinds = {next(iter(a)) for a in actions}
+    assert {"protocol", "metaData", "add", "commitInfo"} <= kinds
+    adds = [a["add"] for a in actions if "add" in a]
+    stats = [json.loads(a["stats"]) for a in adds]
+    assert sum(s["numRecords"] for s in stats) == 30
+    assert all("sample_id" in s["minValues"] and s["nullCount"]["score"] == 0 for s in stats)
+
+    # Spark wrote the data: timestamps are INT64 micros, not legacy INT96
+    first_file = tmp_path / "items" / adds[0]["path"]
+    column = pq.ParquetFile(first_file).schema.column(4)
+    assert column.name == "seen_at" and column.physical_type == "INT64"
+
+
+def test_tables_written_by_delta_rs_read_here(spark, tmp_path):
+    deltalake.write_deltalake(str(tmp_path / "ext"), pa.table({"a": [1, 2, 3], "b": ["x", "y", None]}))
+    lake = Lakehouse.open(spark, str(tmp_path), backend="embedded")
+    assert sorted(r.a for r in lake.read("ext").collect()) == [1, 2, 3]
+
+
+def test_partitioned_tables_are_refused_clearly(spark, tmp_path):
+    deltalake.write_deltalake(str(tmp_path / "p"), pa.table({"a": [1, 2], "k": ["x", "y"]}), partition_by=["k"])
+    lake = Lakehouse.open(spark, str(tmp_path), backend="embedded")
+    with pytest.raises(UnsupportedTableError, match="partitioning"):
+        lake.read("p")
+
+
+def test_concurrent_appends_both_land_and_the_log_stays_valid(spark, tmp_path):
+    lake = Lakehouse.open(spark, str(tmp_path), backend="embedded")
+    lake.write(frame(spark, rows(1)), "t")
+    errors = []
+
+    def append(offset):
+        try:
+            lake.write(frame(spark, rows(5, offset=offset)), "t")
+        except Exception as e:  # surfaced below
+            errors.append(e)
+
+    threads = [threading.Thread(target=append, args=(o,)) for o in (100, 200)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert not errors
+    assert lake.version("t") == 2 and lake.read("t").count() == 11
+    assert deltalake.DeltaTable(str(tmp_path / "t")).to_pyarrow_table().num_rows == 11
+
+
+def test_sql_sees_every_table_by_name(spark, lake):
+    lake.write(frame(spark, rows(9)), "items")
+    lake.write(spark.createDataFrame([("s00001", "blurry")], "sample_id string, reason string"), "drops")
+    result = lake.sql(
+        "SELECT count(*) AS n FROM items i LEFT ANTI JOIN drops d ON i.sample_id = d.sample_id"
+    ).first()
+    assert result.n == 8
+
+
+def test_table_names_must_be_identifiers(lake):
+    with pytest.raises(ValueError, match="identifiers"):
+        lake.read("../etc")
+
+
+def test_overwrite_may_change_the_schema_and_old_versions_keep_theirs(spark, lake):
+    lake.write(frame(spark, rows(3)), "t")
+    lake.write(spark.createDataFrame([("a", 1.5)], "image_id string, sharpness double"), "t", mode="overwrite")
+    assert lake.read("t").columns == ["image_id", "sharpness"]
+    assert lake.read("t", version=0).columns == SCHEMA.fieldNames()
