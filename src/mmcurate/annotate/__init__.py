@@ -1,0 +1,1 @@
+"""Annotators: compute per-item quality signals without filtering anything."""
