@@ -1,0 +1,36 @@
+"""Shared helpers of the benchmark scripts: timing and ratio reporting in one run."""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable
+
+
+def timed(fn: Callable[[], object]) -> float:
+    """Wall seconds of one call."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def median_times(cases: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
+    """Median wall time per case; cases run interleaved so machine noise hits them alike."""
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(repeat):
+        for name, fn in cases.items():
+            samples[name].append(timed(fn))
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def report(title: str, times: dict[str, float], baseline: str, goal: float | None = None) -> float:
+    """Print each case's seconds and its ratio to `baseline`; return the worst non-baseline ratio."""
+    print(f"\n{title}")
+    worst = 0.0
+    for name, seconds in times.items():
+        ratio = seconds / times[baseline]
+        if name != baseline:
+            worst = max(worst, ratio)
+        print(f"  {name:<34} {seconds:8.2f} s   {ratio:5.2f}x")
+    if goal is not None:
+        print(f"  goal <= {goal:.2f}x: {'met' if worst <= goal else 'NOT met'}")
+    return worst
