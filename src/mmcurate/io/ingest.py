@@ -1,0 +1,271 @@
+"""Ingest source files into `items`, `images` and `quarantine`, parsing inside Spark executors.
+
+One task per input file streams its documents through the format's reader and yields bounded
+Arrow batches of one union schema; the driver only lists paths and splits the union into the three
+tables (plus the small set of passthrough field names and kinds).
+
+>>> result = ingest(spark, ["s3://bucket/mint/"], "webdataset")
+>>> ingest_to_lakehouse(lake, ["tests/data/mmc4/docs.jsonl"], "mmc4")
+"""
+from __future__ import annotations
+
+import re
+import traceback
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator, Optional, Sequence
+
+import fsspec
+import pyarrow as pa
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from mmcurate.io.documents import STAGE, Bad, ReaderOptions, document_rows, quarantine_row
+from mmcurate.io.readers.nemo_parquet import read_nemo_parquet
+from mmcurate.io.readers.records import read_documents, read_mmc4
+from mmcurate.io.readers.webdataset import read_webdataset
+from mmcurate.schema import IMAGES, ITEMS, QUARANTINE
+
+READERS: dict[str, Callable] = {
+    "webdataset": read_webdataset,  # MINT-1T (HTML/PDF/ArXiv) and NeMo Curator interleaved shards
+    "documents": read_documents,  # OBELICS / MINT-1T HTML records in JSONL, JSON or Parquet
+    "mmc4": read_mmc4,
+    "nemo_parquet": read_nemo_parquet,
+}
+PATTERNS = {
+    "webdataset": ("*.tar", "*.tar.gz", "*.tgz"),
+    "documents": ("*.jsonl", "*.jsonl.gz", "*.json", "*.parquet"),
+    "mmc4": ("*.jsonl", "*.jsonl.gz", "*.json"),
+    "nemo_parquet": ("*.parquet",),
+}
+
+UNION = T.StructType(
+    [T.StructField("kind", T.StringType()), T.StructField("origin", T.StringType()),
+     T.StructField("ordinal", T.LongType())]
+    + [T.StructField(f.name, f.dataType) for f in ITEMS.fields]
+    + [T.StructField("passthrough", T.StringType()), T.StructField("passthrough_kinds", T.StringType())]
+    + [T.StructField(f.name, f.dataType) for f in IMAGES.fields if f.name not in ITEMS.fieldNames()]
+    + [T.StructField(f.name, f.dataType) for f in QUARANTINE.fields if f.name not in ITEMS.fieldNames()]
+)
+_ARROW_UNION = pa.schema(
+    [pa.field(f.name, {"string": pa.string(), "bigint": pa.int64(), "int": pa.int32(), "binary": pa.binary()}[
+        f.dataType.simpleString()]) for f in UNION.fields]
+)
+BATCH_ROWS = 512
+BATCH_BYTES = 32 * 2**20
+_DELTA_UNSAFE = re.compile(r"[ ,;{}()\n\t=]")
+
+
+def list_files(paths: Sequence[str] | str, patterns: Iterable[str]) -> list[str]:
+    """Input files: files as given, directories searched recursively for `patterns`, globs expanded."""
+    found: list[str] = []
+    for path in [paths] if isinstance(paths, str) else paths:
+        fs, root = fsspec.core.url_to_fs(path)
+        protocol = path.split("://")[0] + "://" if "://" in path else ""
+        if fs.isdir(root):
+            matches = [m for p in patterns for m in fs.glob(f"{root.rstrip('/')}/**/{p}")]
+        elif any(ch in root for ch in "*?["):
+            matches = fs.glob(root)
+        else:
+            matches = [root]
+        found.extend(protocol + m if protocol and not m.startswith(protocol) else m for m in matches)
+    return sorted(set(found))
+
+
+def _parse_files(reader: Callable, options: ReaderOptions):
+    """The mapInArrow function: file paths in, union rows out, at most BATCH_ROWS/BATCH_BYTES per batch."""
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        rows, size = [], 0
+        for batch in batches:
+            for path in batch.column("path").to_pylist():
+                for row in _file_rows(reader, path, options):
+                    rows.append(row)
+                    size += len(row.get("binary_content") or b"") + len(row.get("text_content") or "")
+                    if len(rows) >= BATCH_ROWS or size >= BATCH_BYTES:
+                        yield pa.RecordBatch.from_pylist(rows, schema=_ARROW_UNION)
+                        rows, size = [], 0
+        if rows:
+            yield pa.RecordBatch.from_pylist(rows, schema=_ARROW_UNION)
+
+    return run
+
+
+def _file_rows(reader: Callable, path: str, options: ReaderOptions) -> Iterator[dict]:
+    ordinal = 0
+    try:
+        for doc in reader(path, options):
+            if isinstance(doc, Bad):
+                yield quarantine_row(doc, ordinal)
+            else:
+                yield from document_rows(doc, ordinal, options)
+            ordinal += 1
+    except Exception as e:  # a reader bug must not kill the job: the rest of the file is quarantined
+        detail = "".join(traceback.format_exception_only(type(e), e)).strip()
+        yield quarantine_row(Bad(path, f"after:{ordinal}", "reader_error", detail), ordinal)
+
+
+@dataclass
+class IngestResult:
+    """The three tables of one ingest (lazy DataFrames over a persisted parse) and the files read."""
+
+    items: DataFrame
+    images: DataFrame
+    quarantine: DataFrame
+    files: list[str]
+    _persisted: list[DataFrame] = field(default_factory=list, repr=False)
+
+    def summary(self) -> dict:
+        """Small counts for reports and invariants: documents, items per modality, images, quarantine per reason."""
+        per_modality = {r.modality: r["count"] for r in self.items.groupBy("modality").count().collect()}
+        reasons = {r.reason: r["count"] for r in self.quarantine.groupBy("reason").count().collect()}
+        return {
+            "files": len(self.files),
+            "documents": per_modality.get("metadata", 0),
+            "text_items": per_modality.get("text", 0),
+            "image_items": per_modality.get("image", 0),
+            "unique_images": self.images.count(),
+            "quarantined": sum(reasons.values()),
+            "quarantine_reasons": reasons,
+        }
+
+    def unpersist(self) -> None:
+        for df in self._persisted:
+            df.unpersist()
+
+
+def ingest(
+    spark: SparkSession,
+    paths: Sequence[str] | str,
+    format: str,
+    options: Optional[ReaderOptions] = None,
+    patterns: Optional[Iterable[str]] = None,
+) -> IngestResult:
+    """Parse `paths` (files, directories, globs; any fsspec URI) in `format` into items/images/quarantine.
+
+    format: one of READERS ("webdataset", "documents", "mmc4", "nemo_parquet").
+    Samples whose id appears in more than one document keep the first document (ordered by
+    file, then position in the file) and quarantine the others as `duplicate_sample_id`.
+    """
+    if format not in READERS:
+        raise ValueError(f"format must be one of {sorted(READERS)}, got {format!r}")
+    options = options or ReaderOptions()
+    files = list_files(paths, patterns or PATTERNS[format])
+    if not files:
+        raise FileNotFoundError(f"no {format} input files under {paths!r}")
+    listing = spark.createDataFrame(list(enumerate(files)), "file_index long, path string")
+    union = (
+        listing.repartitionByRange(len(files), "file_index")
+        .mapInArrow(_parse_files(READERS[format], options), UNION)
+        .persist(StorageLevel.DISK_ONLY)
+    )
+    items_all = union.where("kind = 'item'")
+    docs = items_all.where("position = -1").select("sample_id", "origin", "source", "locator")
+    rank = Window.partitionBy("sample_id").orderBy("origin")
+    losers = (
+        docs.withColumn("_rank", F.row_number().over(rank))
+        .withColumn("_first", F.first("origin").over(rank))
+        .where("_rank > 1")
+    )
+    items = items_all.join(losers.select("sample_id", "origin"), ["sample_id", "origin"], "left_anti")
+    items = _with_passthrough(items, spark, options)
+
+    duplicates = losers.select(
+        "source", "locator", F.lit(STAGE).alias("stage"), F.lit("duplicate_sample_id").alias("reason"),
+        F.concat(F.lit("sample id also in "), "_first").alias("detail"), "sample_id",
+        F.lit(None).cast("string").alias("snippet"),
+    )
+    quarantine = union.where("kind = 'quarantine'").select(*QUARANTINE.fieldNames()).unionByName(duplicates)
+
+    images = (
+        union.where("kind = 'image'")
+        .join(items.where("image_id IS NOT NULL").select("image_id").distinct(), "image_id", "left_semi")
+        .select(*IMAGES.fieldNames())
+        .dropDuplicates(["image_id"])
+    )
+    return IngestResult(items, images, quarantine, files, [union])
+
+
+def _with_passthrough(items: DataFrame, spark: SparkSession, options: ReaderOptions) -> DataFrame:
+    """Expand the encoded passthrough JSON into one typed column per field.
+
+    Field names and kinds are a small distinct set gathered from the data; a field seen with
+    several kinds becomes a string column (numbers as their JSON text)."""
+    kinds_seen: dict[str, set] = {}
+    rows = (
+        items.where("passthrough_kinds IS NOT NULL")
+        .select(F.explode(F.from_json("passthrough_kinds", "map<string,string>")))
+        .distinct()
+        .collect()
+    )
+    for row in rows:
+        kinds_seen.setdefault(row.key, set()).add(row.value)
+    names = list(options.fields) if options.fields is not None else sorted(kinds_seen)
+    values = F.from_json("passthrough", "map<string,string>")
+    columns = []
+    for name in names:
+        kind = _column_kind(kinds_seen.get(name, set()) - {"null"})
+        value = values[name]
+        if kind == "boolean":
+            value = value == F.lit("true")
+        elif kind != "string":
+            value = value.cast(kind)
+        columns.append(value.alias(_DELTA_UNSAFE.sub("_", name)))
+    return items.select(*ITEMS.fieldNames(), *columns)
+
+
+def _column_kind(kinds: set) -> str:
+    if kinds == {"boolean"}:
+        return "boolean"
+    if kinds == {"bigint"}:
+        return "bigint"
+    if kinds and kinds <= {"bigint", "double"}:
+        return "double"
+    return "string"
+
+
+def ingest_to_lakehouse(
+    lake,
+    paths: Sequence[str] | str,
+    format: str,
+    options: Optional[ReaderOptions] = None,
+    patterns: Optional[Iterable[str]] = None,
+    app_id: Optional[str] = None,
+    app_version: Optional[int] = None,
+) -> dict:
+    """Ingest and append to the lakehouse's `items`, `images` and `quarantine` tables.
+
+    Images already in the lakehouse are not stored again; samples whose id is already in `items`
+    are quarantined as `duplicate_sample_id`. Images are committed first and items last, so
+    `items` never references an image the lakehouse lacks. With app_id/app_version each table's
+    commit is idempotent: rerunning a job that died half-way completes it without duplicates.
+    Returns the summary counts.
+    """
+    result = ingest(lake.spark, paths, format, options, patterns)
+    try:
+        items, images, quarantine = result.items, result.images, result.quarantine
+        if lake.exists("items"):
+            existing = lake.read("items", version=lake.version("items")).select("sample_id").distinct()
+            clash = items.join(existing, "sample_id", "left_semi")
+            quarantine = quarantine.unionByName(
+                clash.where("position = -1").select(
+                    F.get_json_object("source_ref", "$.path").alias("source"),
+                    F.coalesce(F.get_json_object("source_ref", "$.member"), F.lit("")).alias("locator"),
+                    F.lit(STAGE).alias("stage"), F.lit("duplicate_sample_id").alias("reason"),
+                    F.lit("sample id already in the lakehouse").alias("detail"), "sample_id",
+                    F.lit(None).cast("string").alias("snippet"),
+                )
+            )
+            items = items.join(existing, "sample_id", "left_anti")
+        if lake.exists("images"):
+            stored = lake.read("images", version=lake.version("images")).select("image_id")
+            images = images.join(stored, "image_id", "left_anti")
+        summary = IngestResult(items, images, quarantine, result.files).summary()
+        txn = {"app_id": app_id, "app_version": app_version}
+        lake.write(images, "images", mode="append", **txn)
+        lake.write(quarantine, "quarantine", mode="append", **txn)
+        lake.write(items, "items", mode="append", **txn)
+        return summary
+    finally:
+        result.unpersist()

@@ -1,0 +1,147 @@
+"""NeMo Curator interleaved Parquet: one row per item (sample_id, position, modality, content_type,
+text_content, binary_content, source_ref, materialize_error, passthrough columns).
+
+Rows of a sample are expected to be contiguous in a file, as NeMo's writer leaves them; a sample id
+that shows up again later is treated as a second document with that id (and quarantined as a
+duplicate). Image rows without bytes are materialized from their `source_ref` like NeMo does.
+"""
+from __future__ import annotations
+
+import json
+import tarfile
+from itertools import groupby
+from typing import Iterator, Union
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mmcurate.images import extract_tiff_frame
+from mmcurate.io.documents import Bad, Document, Item, ReaderOptions, select_fields
+from mmcurate.io.readers.records import PARQUET_BATCH_ROWS
+
+NEMO_COLUMNS = ("sample_id", "position", "modality", "content_type", "text_content", "binary_content",
+                "source_ref", "materialize_error")
+REQUIRED = {"sample_id": pa.types.is_string, "position": pa.types.is_integer, "modality": pa.types.is_string}
+
+
+def read_nemo_parquet(path: str, options: ReaderOptions) -> Iterator[Union[Document, Bad]]:
+    """Documents of one NeMo interleaved Parquet file."""
+    try:
+        with fsspec.open(path, "rb") as f:
+            parquet = pq.ParquetFile(f)
+            problem = _schema_problem(parquet.schema_arrow)
+            if problem:
+                yield Bad(path, "schema", "wrong_column_types", problem)
+                return
+            first_row = 0
+            for sample_id, group in groupby(_rows(parquet), key=lambda r: r.get("sample_id")):
+                rows = list(group)
+                locator = f"rows:{first_row}-{first_row + len(rows) - 1}"
+                first_row += len(rows)
+                if sample_id is None:
+                    yield Bad(path, locator, "null_sample_id", "rows without a sample_id", snippet=rows[0])
+                    continue
+                yield _document(str(sample_id), rows, path, locator, options)
+    except (OSError, pa.ArrowException) as e:
+        yield Bad(path, "", "unreadable_parquet", f"{type(e).__name__}: {e}")
+
+
+def _rows(parquet: pq.ParquetFile):
+    for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+        yield from batch.to_pylist()
+
+
+def _schema_problem(schema: pa.Schema) -> str:
+    missing = [c for c in REQUIRED if c not in schema.names]
+    wrong = [f"{c} is {schema.field(c).type}" for c, ok in REQUIRED.items()
+             if c in schema.names and not ok(schema.field(c).type)]
+    if missing or wrong:
+        return "; ".join(filter(None, [f"missing {missing}" if missing else "", ", ".join(wrong)]))
+    return ""
+
+
+def _document(sample_id: str, rows: list[dict], path: str, locator: str, options: ReaderOptions) -> Document:
+    metadata = [r for r in rows if r.get("modality") == "metadata"]
+    content = sorted((r for r in rows if r.get("modality") != "metadata"),
+                     key=lambda r: (r.get("position") is None, r.get("position") or 0))
+    items, seen = [], set()
+    for row in content:
+        item = _item(row, path)
+        position = row.get("position")
+        if position is None or position < 0:
+            item.error = ("invalid_position", f"content row at position {position}")
+        elif position in seen:
+            item.error = ("duplicate_position", f"position {position} appears twice in the sample")
+        seen.add(position)
+        items.append(item)
+    head = metadata[0] if metadata else {}
+    fields = select_fields(_non_null_extra(head), set(NEMO_COLUMNS), options)
+    ref = _parse_ref(head.get("source_ref")) if head else None
+    return Document(sample_id, path, locator, items, fields, ref)
+
+
+def _item(row: dict, path: str) -> Item:
+    modality = row.get("modality")
+    fields = _non_null_extra(row)
+    ref = _parse_ref(row.get("source_ref"))
+    if modality == "text":
+        return Item("text", text=row.get("text_content"), content_type=row.get("content_type"),
+                    source_ref=ref, fields=fields)
+    if modality != "image":
+        return Item(str(modality), error=("unsupported_modality", f"modality {modality!r}"), fields=fields)
+    data = row.get("binary_content")
+    item = Item("image", data=data, content_type=row.get("content_type"), source_ref=ref, fields=fields,
+                url=fields.pop("image_url", None))
+    remote = ref and str(ref.get("path") or "").startswith(("http://", "https://"))
+    if data is None and remote and not ref.get("member"):
+        item.url = item.url or ref["path"]  # a web image: kept by URL, fetched by a download stage
+    elif data is None and ref and ref.get("path"):
+        try:
+            item.data = materialize(ref)
+        except (OSError, KeyError, tarfile.TarError, ValueError) as e:
+            item.error = ("materialize_failed", f"{type(e).__name__}: {e}")
+    elif data is None and not item.url:
+        item.error = ("missing_image_bytes", row.get("materialize_error") or "no bytes and no source_ref path")
+    return item
+
+
+def _non_null_extra(row: dict) -> dict:
+    return {k: v for k, v in row.items() if k not in NEMO_COLUMNS and v is not None}
+
+
+def _parse_ref(value) -> dict | None:
+    if not value:
+        return None
+    try:
+        ref = json.loads(value)
+    except (TypeError, json.JSONDecodeError):
+        return None
+    return ref if isinstance(ref, dict) else None
+
+
+def materialize(ref: dict) -> bytes:
+    """Bytes a NeMo source_ref points at: a byte range, a tar member, or a whole file; one TIFF frame
+    when frame_index is set."""
+    path, member = ref["path"], ref.get("member")
+    offset, size = ref.get("byte_offset"), ref.get("byte_size")
+    with fsspec.open(path, "rb") as f:
+        if member and offset is not None and size:
+            f.seek(int(offset))
+            data = f.read(int(size))
+            if len(data) != int(size):
+                raise ValueError(f"short range read for member {member!r}")
+        elif member:
+            with tarfile.open(fileobj=f, mode="r:*") as tar:
+                handle = tar.extractfile(member)
+                if handle is None:
+                    raise KeyError(f"missing member {member!r}")
+                data = handle.read()
+        else:
+            data = f.read()
+    if ref.get("frame_index") is not None:
+        frame = extract_tiff_frame(data, int(ref["frame_index"]))
+        if frame is None:
+            raise ValueError(f"failed to extract frame {ref['frame_index']} from {member or path!r}")
+        data = frame
+    return data
