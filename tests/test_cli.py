@@ -21,3 +21,11 @@ def test_sql_prints_a_table_and_json_lines(spark, tmp_path, capsys):
     assert capsys.readouterr().out.startswith("items\tversion=0\t")
     main(["history", "items", "--lakehouse", str(tmp_path), "--json"])
     assert json.loads(capsys.readouterr().out.splitlines()[0])["version"] == 0
+
+
+def test_ingest_command_fills_the_lakehouse(spark, tmp_path, test_data, capsys):
+    assert main(["ingest", str(test_data / "mint_pdf"), "--format", "webdataset",
+                 "--lakehouse", str(tmp_path)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["documents"] == 5 and summary["image_items"] == 16
+    assert Lakehouse.open(spark, str(tmp_path)).tables() == ["images", "items", "quarantine"]

@@ -41,7 +41,26 @@ def cmd_history(args) -> int:
     return 0
 
 
+def cmd_ingest(args) -> int:
+    from mmcurate.io.documents import ReaderOptions
+    from mmcurate.io.ingest import ingest_to_lakehouse
+
+    options = ReaderOptions(
+        fields=tuple(args.fields.split(",")) if args.fields else None,
+        sample_id_field=args.sample_id_field,
+        per_image_fields=tuple(args.per_image_fields.split(",")) if args.per_image_fields else (),
+        per_text_fields=tuple(args.per_text_fields.split(",")) if args.per_text_fields else (),
+    )
+    summary = ingest_to_lakehouse(
+        _lakehouse(args), args.input, args.format, options,
+        app_id=args.app_id, app_version=args.app_version,
+    )
+    print(json.dumps(summary, indent=2, sort_keys=True))
+    return 0
+
+
 COMMANDS: dict[str, tuple[Callable, str]] = {
+    "ingest": (cmd_ingest, "read source files into the lakehouse's items, images and quarantine tables"),
     "sql": (cmd_sql, "run a SQL query with every lakehouse table visible by name"),
     "tables": (cmd_tables, "list the lakehouse's tables with their latest versions"),
     "history": (cmd_history, "show a table's commits"),
@@ -59,6 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
     shown.add_argument("--limit", type=int, default=20, help="rows to print")
     shown.add_argument("--truncate", type=int, default=60, help="cut cells to N chars (0 = never)")
     shown.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
+
+    p = sub.add_parser("ingest", parents=[common], help=COMMANDS["ingest"][1])
+    p.add_argument("input", nargs="+", help="files, directories or globs (local or any fsspec URI)")
+    p.add_argument("--format", required=True, choices=["webdataset", "documents", "mmc4", "nemo_parquet"])
+    p.add_argument("--sample-id-field", default=None, help="record field holding the sample id")
+    p.add_argument("--fields", default=None, help="comma-separated passthrough fields to keep (default: all)")
+    p.add_argument("--per-image-fields", default=None, help="comma-separated list fields aligned with images")
+    p.add_argument("--per-text-fields", default=None, help="comma-separated list fields aligned with texts")
+    p.add_argument("--app-id", default=None, help="idempotent commits: application id (with --app-version)")
+    p.add_argument("--app-version", type=int, default=None)
 
     p = sub.add_parser("sql", parents=[common, shown], help=COMMANDS["sql"][1])
     p.add_argument("query")

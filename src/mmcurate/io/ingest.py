@@ -77,10 +77,14 @@ def _parse_files(reader: Callable, options: ReaderOptions):
     """The mapInArrow function: file paths in, union rows out, at most BATCH_ROWS/BATCH_BYTES per batch."""
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        rows, size = [], 0
+        rows, size, seen_images = [], 0, set()
         for batch in batches:
             for path in batch.column("path").to_pylist():
                 for row in _file_rows(reader, path, options):
+                    if row["kind"] == "image":  # an image repeated within a task travels once
+                        if row["image_id"] in seen_images:
+                            continue
+                        seen_images.add(row["image_id"])
                     rows.append(row)
                     size += len(row.get("binary_content") or b"") + len(row.get("text_content") or "")
                     if len(rows) >= BATCH_ROWS or size >= BATCH_BYTES:

@@ -1,0 +1,156 @@
+"""WebDataset shards -> Delta through `ingest_to_lakehouse` vs a bare tarfile + pyarrow loop, one run.
+
+    python bench/ingest.py --samples 5000 --shards 8
+
+Input: the packaged demo documents (real OpenCV tutorial pages and images) copied under fresh
+sample ids until `--samples` documents, in `--shards` MINT-1T/NeMo layout tars. The bare loop runs
+in 2 processes (as many as Spark's local[2] cores) and does the same work per shard: read the tar,
+parse each JSON, sha256 and probe each image (same `probe` call, same pixel limit), and write items
+and unique images as Parquet with pyarrow. Prints seconds and the ratio (goal <= 1.5x).
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import sys
+import tarfile
+import tempfile
+import time
+from multiprocessing import Pool
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _common import report, timed  # noqa: E402
+
+import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+
+from mmcurate.images import probe, sha256_hex  # noqa: E402
+
+DEMO = Path(__file__).resolve().parents[1] / "src" / "mmcurate" / "demo_data" / "wds"
+
+
+def load_demo_documents() -> list[tuple[dict, dict[str, bytes]]]:
+    """(json record, {member name: bytes}) of every well-formed demo document."""
+    docs = []
+    for shard in sorted(DEMO.glob("*.tar")):
+        with tarfile.open(shard) as tar:
+            members = {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}
+        for name, data in members.items():
+            if name.endswith(".json"):
+                try:
+                    record = json.loads(data)
+                except json.JSONDecodeError:
+                    continue
+                images = {m: members[m] for m in record["images"] if m and m in members}
+                docs.append((record, images))
+    return docs
+
+
+def write_shards(out: Path, samples: int, shards: int) -> None:
+    docs = load_demo_documents()
+    tars = [tarfile.open(out / f"shard-{i:06d}.tar", "w") for i in range(shards)]
+    for n in range(samples):
+        record, images = docs[n % len(docs)]
+        key = f"doc{n:07d}"
+        renamed = {old: f"{key}.{i}.{old.rsplit('.', 1)[-1]}" for i, old in enumerate(record["images"]) if old in images}
+        new = {**record, "sample_id": key, "images": [renamed.get(m) if m else None for m in record["images"]]}
+        tar = tars[n % shards]
+        for old, member in renamed.items():
+            _add(tar, member, images[old])
+        _add(tar, f"{key}.json", json.dumps(new).encode())
+    for tar in tars:
+        tar.close()
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+def bare_shard(args: tuple[str, str]) -> int:
+    """The same parsing, hashing, probing and Parquet writing for one shard, without Spark."""
+    path, out = args
+    items, images = [], {}
+    with tarfile.open(path) as tar:
+        members = {m.name: m for m in tar if m.isfile()}
+        for name in (n for n in members if n.endswith(".json")):
+            record = json.loads(tar.extractfile(members[name]).read())
+            sid = record.get("sample_id") or name[:-5]
+            items.append({"sample_id": sid, "position": -1, "modality": "metadata", "text_content": None,
+                          "image_id": None, "url": record.get("url")})
+            position = 0
+            for text, image in zip(record["texts"], record["images"]):
+                if text is not None:
+                    items.append({"sample_id": sid, "position": position, "modality": "text",
+                                  "text_content": text, "image_id": None, "url": None})
+                elif image in members:
+                    data = tar.extractfile(members[image]).read()
+                    info = probe(data)
+                    if info.error:
+                        continue
+                    image_id = sha256_hex(data)
+                    images[image_id] = {"image_id": image_id, "binary_content": data, "content_type": info.content_type,
+                                        "width": info.width, "height": info.height, "n_bytes": len(data)}
+                    items.append({"sample_id": sid, "position": position, "modality": "image",
+                                  "text_content": None, "image_id": image_id, "url": None})
+                else:
+                    continue
+                position += 1
+    stem = Path(path).stem
+    pq.write_table(pa.Table.from_pylist(items), os.path.join(out, f"items-{stem}.parquet"))
+    pq.write_table(pa.Table.from_pylist(list(images.values())), os.path.join(out, f"images-{stem}.parquet"))
+    return len(items)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--samples", type=int, default=5000)
+    parser.add_argument("--shards", type=int, default=8)
+    args = parser.parse_args()
+
+    from mmcurate.io.ingest import ingest_to_lakehouse
+    from mmcurate.lakehouse import Lakehouse
+    from mmcurate.spark import get_spark
+
+    work = Path(tempfile.mkdtemp(prefix="mmcurate-bench-ingest-"))
+    try:
+        shards_dir = work / "shards"
+        shards_dir.mkdir()
+        write_shards(shards_dir, args.samples, args.shards)
+        size_mb = sum(p.stat().st_size for p in shards_dir.glob("*.tar")) / 2**20
+        spark = get_spark(master="local[2]")
+        spark.range(10).count()  # start the JVM and Python workers outside the timings
+
+        bare_out = work / "bare"
+        bare_out.mkdir()
+        tars = sorted(str(p) for p in shards_dir.glob("*.tar"))
+
+        def bare():
+            with Pool(2) as pool:
+                pool.map(bare_shard, [(t, str(bare_out)) for t in tars])
+
+        counter = iter(range(100))
+
+        def ours():
+            lake = Lakehouse.open(spark, str(work / f"lake{next(counter)}"), backend="embedded")
+            summary = ingest_to_lakehouse(lake, str(shards_dir), "webdataset")
+            assert summary["documents"] == args.samples, summary
+
+        times = {"bare tarfile+pyarrow, 2 procs": timed(bare), "mmcurate ingest_to_lakehouse": timed(ours)}
+        print(f"{args.samples} samples in {args.shards} shards ({size_mb:.0f} MiB), local[2]")
+        ratio = report("WebDataset -> Delta (items + images + quarantine)", times,
+                       "bare tarfile+pyarrow, 2 procs", goal=1.5)
+        print(f"\nRESULT ingest_ratio={ratio:.2f}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    started = time.time()
+    main()
+    print(f"(bench took {time.time() - started:.0f} s)")
