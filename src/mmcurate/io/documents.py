@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional
 
@@ -80,6 +81,33 @@ class ReaderOptions:
         reserved = sorted(set(self.fields or ()) & set(CORE_ITEM_COLUMNS))
         if reserved:
             raise ValueError(f"fields contains reserved keys: {reserved}")
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def parse_json(raw: bytes) -> tuple[Any, Optional[tuple[str, str]]]:
+    """(record, None) or (None, (reason, detail)) for one JSON document given as bytes.
+
+    Refuses what json.loads accepts but no UTF-8 store can hold (lone surrogate escapes), and
+    turns every parse failure (deep nesting, huge integers) into a reason instead of an exception.
+    """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return None, ("invalid_utf8", str(e))
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as e:
+        return None, ("malformed_json", str(e))
+    except (RecursionError, ValueError) as e:
+        return None, ("malformed_json", f"{type(e).__name__}: {str(e)[:200]}")
+    if _SURROGATE_ESCAPE.search(raw):
+        try:
+            json.dumps(record, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as e:
+            return None, ("invalid_utf8", f"lone surrogate escape: {e}")
+    return record, None
 
 
 def source_ref(path: Optional[str], member: Optional[str] = None, byte_offset: Optional[int] = None,

@@ -88,15 +88,34 @@ def _parse_files(reader: Callable, options: ReaderOptions):
                     rows.append(row)
                     size += len(row.get("binary_content") or b"") + len(row.get("text_content") or "")
                     if len(rows) >= BATCH_ROWS or size >= BATCH_BYTES:
-                        yield pa.RecordBatch.from_pylist(rows, schema=_ARROW_UNION)
+                        yield _to_batch(rows)
                         rows, size = [], 0
         if rows:
-            yield pa.RecordBatch.from_pylist(rows, schema=_ARROW_UNION)
+            yield _to_batch(rows)
 
     return run
 
 
+def _to_batch(rows: list[dict]) -> pa.RecordBatch:
+    """Rows as one Arrow batch; a row Arrow cannot encode becomes a quarantine row instead of
+    failing the task (the last line of defence behind the readers' own checks)."""
+    try:
+        return pa.RecordBatch.from_pylist(rows, schema=_ARROW_UNION)
+    except (pa.ArrowException, UnicodeError, TypeError, ValueError):
+        safe = []
+        for row in rows:
+            try:
+                pa.RecordBatch.from_pylist([row], schema=_ARROW_UNION)
+                safe.append(row)
+            except (pa.ArrowException, UnicodeError, TypeError, ValueError) as e:
+                bad = Bad(str(row.get("source")), str(row.get("locator")), "unencodable_row",
+                          f"{type(e).__name__}: {str(e)[:200]}")
+                safe.append(quarantine_row(bad, row.get("ordinal") or -1))
+        return pa.RecordBatch.from_pylist(safe, schema=_ARROW_UNION)
+
+
 def _file_rows(reader: Callable, path: str, options: ReaderOptions) -> Iterator[dict]:
+    """Union rows of one file; an unexpected reader exception quarantines the rest of the file."""
     ordinal = 0
     try:
         for doc in reader(path, options):
@@ -165,8 +184,8 @@ def ingest(
         .persist(StorageLevel.DISK_ONLY)
     )
     items_all = union.where("kind = 'item'")
-    docs = items_all.where("position = -1").select("sample_id", "origin", "source", "locator")
-    rank = Window.partitionBy("sample_id").orderBy("origin")
+    docs = items_all.where("position = -1").select("sample_id", "origin", "source", "locator", "ordinal")
+    rank = Window.partitionBy("sample_id").orderBy("source", "ordinal")
     losers = (
         docs.withColumn("_rank", F.row_number().over(rank))
         .withColumn("_first", F.first("origin").over(rank))

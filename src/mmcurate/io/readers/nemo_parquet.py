@@ -22,7 +22,18 @@ from mmcurate.io.readers.records import PARQUET_BATCH_ROWS
 
 NEMO_COLUMNS = ("sample_id", "position", "modality", "content_type", "text_content", "binary_content",
                 "source_ref", "materialize_error")
-REQUIRED = {"sample_id": pa.types.is_string, "position": pa.types.is_integer, "modality": pa.types.is_string}
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+
+
+def _is_bytes(t: pa.DataType) -> bool:
+    return pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_binary_view(t) or pa.types.is_null(t)
+
+
+REQUIRED = {"sample_id": _is_text, "position": pa.types.is_integer, "modality": _is_text}
+OPTIONAL = {"binary_content": _is_bytes, "text_content": lambda t: _is_text(t) or pa.types.is_null(t)}
 
 
 def read_nemo_parquet(path: str, options: ReaderOptions) -> Iterator[Union[Document, Bad]]:
@@ -35,6 +46,8 @@ def read_nemo_parquet(path: str, options: ReaderOptions) -> Iterator[Union[Docum
                 yield Bad(path, "schema", "wrong_column_types", problem)
                 return
             first_row = 0
+            if parquet.metadata.num_rows == 0:
+                yield Bad(path, "", "no_documents", "the file holds no rows")
             for sample_id, group in groupby(_rows(parquet), key=lambda r: r.get("sample_id")):
                 rows = list(group)
                 locator = f"rows:{first_row}-{first_row + len(rows) - 1}"
@@ -54,7 +67,7 @@ def _rows(parquet: pq.ParquetFile):
 
 def _schema_problem(schema: pa.Schema) -> str:
     missing = [c for c in REQUIRED if c not in schema.names]
-    wrong = [f"{c} is {schema.field(c).type}" for c, ok in REQUIRED.items()
+    wrong = [f"{c} is {schema.field(c).type}" for c, ok in {**REQUIRED, **OPTIONAL}.items()
              if c in schema.names and not ok(schema.field(c).type)]
     if missing or wrong:
         return "; ".join(filter(None, [f"missing {missing}" if missing else "", ", ".join(wrong)]))

@@ -14,7 +14,7 @@ from typing import Any, Iterator, Union
 import fsspec
 import pyarrow.parquet as pq
 
-from mmcurate.io.documents import Bad, Document, Item, ReaderOptions, select_fields, source_ref
+from mmcurate.io.documents import Bad, Document, Item, ReaderOptions, parse_json, select_fields, source_ref
 from mmcurate.io.readers.aligned import aligned_document
 
 PARQUET_BATCH_ROWS = 256
@@ -22,37 +22,43 @@ PARQUET_BATCH_ROWS = 256
 
 def iter_records(path: str) -> Iterator[tuple[str, Any]]:
     """(locator, record) per document: `line:N` for JSON Lines, `row:N` for Parquet, `item:N` for a
-    JSON array. A line that does not parse yields a Bad instead of a record."""
+    JSON array. A line that does not parse yields a Bad instead of a record; a file without any
+    record yields one `no_documents` Bad."""
     lower = path.lower()
     if lower.endswith(".parquet"):
-        yield from _parquet_records(path)
-    elif lower.endswith(".json"):
-        yield from _json_records(path)
+        records = _parquet_records(path)
+    elif lower.endswith((".json", ".json.gz")):
+        records = _json_records(path)
     else:
-        yield from _jsonl_records(path)
+        records = _jsonl_records(path)
+    empty = True
+    for locator, record in records:
+        empty = False
+        yield locator, record
+    if empty:
+        yield "", Bad(path, "", "no_documents", "the file holds no records")
 
 
 def _jsonl_records(path: str):
+    number = 0
     with fsspec.open(path, "rb", compression="infer") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            locator = f"line:{number}"
-            try:
-                yield locator, json.loads(line.decode("utf-8"))
-            except UnicodeDecodeError as e:
-                yield locator, Bad(path, locator, "invalid_utf8", str(e), snippet=line)
-            except json.JSONDecodeError as e:
-                yield locator, Bad(path, locator, "malformed_json", str(e), snippet=line)
+        try:
+            for number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                locator = f"line:{number}"
+                record, problem = parse_json(line)
+                yield locator, (Bad(path, locator, *problem, snippet=line) if problem else record)
+        except (EOFError, OSError) as e:  # a cut compressed stream: the lines before it stand
+            yield f"after:line:{number}", Bad(path, f"after:line:{number}", "truncated_file", f"{type(e).__name__}: {e}")
 
 
 def _json_records(path: str):
     with fsspec.open(path, "rb", compression="infer") as f:
         raw = f.read()
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        yield "file", Bad(path, "file", "malformed_json", str(e), snippet=raw)
+    data, problem = parse_json(raw)
+    if problem:
+        yield "file", Bad(path, "file", *problem, snippet=raw)
         return
     for number, record in enumerate(data if isinstance(data, list) else [data]):
         yield f"item:{number}", record

@@ -9,7 +9,6 @@ is a missing member). A TIFF member holds one frame per image, taken in order (`
 """
 from __future__ import annotations
 
-import json
 import mimetypes
 import posixpath
 import tarfile
@@ -19,7 +18,7 @@ from urllib.parse import unquote
 import fsspec
 
 from mmcurate.images import extract_tiff_frame
-from mmcurate.io.documents import Bad, Document, Item, ReaderOptions, source_ref
+from mmcurate.io.documents import Bad, Document, Item, ReaderOptions, parse_json, source_ref
 from mmcurate.io.readers.aligned import aligned_document
 
 JSON_EXTENSIONS = (".json",)
@@ -54,9 +53,12 @@ def _index(tar: tarfile.TarFile, path: str) -> tuple[dict, list[Bad]]:
     problems: list[Bad] = []
     try:
         for info in tar:
-            if not info.isfile():
+            if info.isdir():
                 continue
-            if unsafe_member_name(info.name):
+            if not info.isfile():
+                problems.append(Bad(path, info.name, "not_a_regular_file",
+                                    "links and special files are never followed"))
+            elif unsafe_member_name(info.name):
                 problems.append(Bad(path, info.name, "unsafe_member_name",
                                     "absolute path or '..' component in a tar member name"))
             elif info.name in members:
@@ -64,9 +66,28 @@ def _index(tar: tarfile.TarFile, path: str) -> tuple[dict, list[Bad]]:
             else:
                 members[info.name] = info
     except (tarfile.TarError, EOFError, OSError) as e:
-        last = next(reversed(members), None) if members else None
-        problems.append(Bad(path, f"after:{last}", "truncated_tar", f"{type(e).__name__}: {e}"))
+        problems.append(Bad(path, f"after:{_last(members)}", "truncated_tar", f"{type(e).__name__}: {e}"))
+        return members, problems
+    if not _ends_cleanly(tar):
+        problems.append(Bad(path, f"after:{_last(members)}", "truncated_tar",
+                            "archive ends without its end-of-archive blocks (cut at or inside a header)"))
     return members, problems
+
+
+def _last(members: dict) -> Optional[str]:
+    return next(reversed(members), None) if members else None
+
+
+def _ends_cleanly(tar: tarfile.TarFile) -> bool:
+    """An uncompressed tar must end with two zero blocks after its last member; tarfile itself takes
+    a file cut at a member boundary or inside a header for a normal end. Compressed tars are trusted
+    (their decompressor reports truncation)."""
+    fileobj = tar.fileobj
+    if type(fileobj).__module__.startswith(("gzip", "bz2", "lzma", "tarfile")):
+        return True
+    fileobj.seek(tar.offset)
+    tail = fileobj.read(2 * tarfile.BLOCKSIZE)
+    return len(tail) == 2 * tarfile.BLOCKSIZE and not tail.strip(b"\0")
 
 
 class _MemberReader:
@@ -93,12 +114,9 @@ def _document(name: str, reader: _MemberReader, options: ReaderOptions) -> Union
         raw = reader.read(name)
     except (tarfile.TarError, EOFError, OSError) as e:
         return Bad(reader.path, name, "truncated_member", str(e))
-    try:
-        record = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as e:
-        return Bad(reader.path, name, "invalid_utf8", str(e), snippet=raw)
-    except json.JSONDecodeError as e:
-        return Bad(reader.path, name, "malformed_json", str(e), snippet=raw)
+    record, problem = parse_json(raw)
+    if problem:
+        return Bad(reader.path, name, *problem, snippet=raw)
 
     member_dir = posixpath.dirname(name)
     default_member = _default_member(record, stem, member_dir, reader.members, options)
