@@ -1,0 +1,92 @@
+"""ImageScores on real photos, a solid colour, a QR code and bad bytes: the Spark table equals image_signals per image."""
+import io
+
+import pytest
+import segno
+from chispa import assert_df_equality
+from PIL import Image
+
+from mmcurate.annotate.image_scores import IMAGE_SCORES, ImageScores
+from mmcurate.annotate.image_signals import image_signals
+from mmcurate.images import sha256_hex
+from mmcurate.schema import SchemaError
+
+
+def png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def qr_png() -> bytes:
+    buf = io.BytesIO()
+    segno.make("https://example.com/mmcurate", error="m").save(buf, kind="png", scale=10)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def blobs(shared_data) -> dict[str, bytes]:
+    images = shared_data / "images"
+    return {
+        "photo": (images / "opencv_debian/baboon.jpg").read_bytes(),
+        "cat": (images / "skimage/chelsea.png").read_bytes(),
+        "solid": png(Image.new("RGB", (64, 48), (90, 140, 200))),
+        "qr": qr_png(),
+        "truncated": (images / "pillow_tests/truncated_jpeg.jpg").read_bytes(),
+        "garbage": b"<html>not an image</html>",
+    }
+
+
+@pytest.fixture(scope="module")
+def images(spark, blobs):
+    rows = [(sha256_hex(data), data) for data in blobs.values()] + [("0" * 64, None)]
+    return spark.createDataFrame(rows, "image_id string, binary_content binary")
+
+
+def expected_row(image_id: str, data: bytes) -> tuple:
+    signals = image_signals(data)
+    return (image_id, *(signals[f.name] for f in IMAGE_SCORES.fields[1:]))
+
+
+def test_scores_equal_image_signals_for_every_image(spark, images, blobs):
+    scores = images.transform(ImageScores())
+    expected = spark.createDataFrame(
+        [expected_row(sha256_hex(data), data) for data in blobs.values()] + [expected_row("0" * 64, b"")], IMAGE_SCORES
+    )
+    assert_df_equality(scores, expected, ignore_row_order=True, ignore_nullable=True)
+    plan = scores._jdf.queryExecution().executedPlan().toString()
+    assert plan.count("ArrowEvalPython") == 1  # one UDF pass per image, however many signals
+
+
+def test_signals_separate_the_images_the_recipes_care_about(images, blobs):
+    by_id = {r.image_id: r for r in images.transform(ImageScores()).collect()}
+    photo, solid, qr = (by_id[sha256_hex(blobs[k])] for k in ("photo", "solid", "qr"))
+    assert photo.decode_ok and photo.sharpness > 100 and photo.qr_area_ratio == 0.0
+    assert (photo.format, photo.width, photo.height, photo.aspect_ratio) == ("JPEG", 512, 512, 1.0)
+    assert solid.sharpness == 0.0 and solid.aspect_ratio == 64 / 48
+    assert qr.qr_area_ratio > 0.05
+    for bad, error in (("truncated", "truncated"), ("garbage", "not_an_image")):
+        row = by_id[sha256_hex(blobs[bad])]
+        assert (row.decode_ok, row.error, row.sharpness, row.qr_area_ratio, row.phash) == (False, error, None, None, None)
+    missing = by_id["0" * 64]
+    assert (missing.decode_ok, missing.error, missing.n_bytes) == (False, "empty", 0)
+
+
+def test_small_arrow_batches_give_the_same_scores(spark, images):
+    stage = ImageScores(batch_size=2)
+    assert stage.spark_conf == {"spark.sql.execution.arrow.maxRecordsPerBatch": "2"}
+    key = "spark.sql.execution.arrow.maxRecordsPerBatch"
+    before = spark.conf.get(key)
+    default = sorted(images.transform(ImageScores()).collect())
+    spark.conf.set(key, stage.spark_conf[key])
+    try:
+        assert sorted(images.repartition(1).transform(stage).collect()) == default
+    finally:
+        spark.conf.set(key, before)
+
+
+def test_declares_what_it_reads_and_fails_fast(spark):
+    assert ImageScores.reads == {"image_id": "string", "binary_content": "binary"}
+    assert set(ImageScores.adds) == set(IMAGE_SCORES.fieldNames()) - {"image_id"}
+    with pytest.raises(SchemaError, match="missing columns: binary_content"):
+        ImageScores()(spark.createDataFrame([("x",)], "image_id string"))

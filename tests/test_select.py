@@ -1,0 +1,401 @@
+"""Recipes: predicate validation, NeMo's item-drop semantics, the drop ledger and its invariants, packaged recipes end to end."""
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import segno
+from chispa import assert_df_equality
+from PIL import Image
+
+from mmcurate.annotate.image_scores import ImageScores
+from mmcurate.annotate.text_scores import ParagraphScores, SampleScores
+from mmcurate.annotate.text_signals import OBELICS_DOCUMENT, OBELICS_PARAGRAPH
+from mmcurate.images import sha256_hex
+from mmcurate.lakehouse import Lakehouse
+from mmcurate.pipeline import run_select
+from mmcurate.select import DROPS, Recipe, RecipeError, Rule, packaged_recipes
+
+REPO = Path(__file__).resolve().parents[1]
+ITEMS = "sample_id string, position int, modality string, text_content string, image_id string, image_url string"
+PARAGRAPHS = [
+    "OpenCV can read an image from a file, show it in a window and write it back to the disk. "
+    "In this tutorial we load a photograph of a baboon and look at the values of its pixels.",
+    "Before we detect the edges, we smooth the picture with a small Gaussian kernel. This removes "
+    "most of the noise and keeps the strong transitions that the detector is looking for.",
+    "The result is shown next to the original, so that you can compare them and choose the "
+    "parameters that work best for your own images.",
+]
+NEMO_RULES = ("decodable", "blur", "qrcode")
+
+
+def png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def qr_png() -> bytes:
+    buf = io.BytesIO()
+    segno.make("https://example.com/mmcurate", error="m").save(buf, kind="png", scale=10)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def blobs(shared_data) -> dict[str, bytes]:
+    images = shared_data / "images"
+    return {
+        "photo": (images / "opencv_debian/baboon.jpg").read_bytes(),
+        "solid": png(Image.new("RGB", (200, 200), (90, 140, 200))),
+        "qr": qr_png(),
+        "truncated": (images / "pillow_tests/truncated_jpeg.jpg").read_bytes(),
+    }
+
+
+@pytest.fixture(scope="module")
+def corpus(spark, blobs):
+    """Items and images covering every path: NeMo's oracle document, QR, undecodable, URL-only, text-only, invalid rows."""
+    photo, solid, qr, broken = (sha256_hex(blobs[k]) for k in ("photo", "solid", "qr", "truncated"))
+    p0, p1, p2 = PARAGRAPHS
+    rows = [
+        ("doc", -1, "metadata", None, None, None),  # NeMo oracle: [meta, text@0, img@1, text@2, img@3, text@4]
+        ("doc", 0, "text", p0, None, None),
+        ("doc", 1, "image", None, photo, None),
+        ("doc", 2, "text", p1, None, None),
+        ("doc", 3, "image", None, solid, None),
+        ("doc", 4, "text", p2, None, None),
+        ("qr", 0, "text", p0, None, None),
+        ("qr", 1, "image", None, qr, None),
+        ("qr", 2, "image", None, photo, None),  # the same image in a second document
+        ("broken", -1, "metadata", None, None, None),
+        ("broken", 0, "image", None, broken, None),
+        ("url_only", 0, "text", p1, None, None),
+        ("url_only", 1, "image", None, None, "https://example.com/lost.jpg"),
+        ("text_only", -1, "metadata", None, None, None),
+        ("text_only", 0, "text", p0, None, None),
+        ("text_only", 1, "text", p2, None, None),
+        ("invalid", -1, "metadata", None, None, None),
+        ("invalid", 0, "text", p2, None, None),
+        ("invalid", 1, "audio", None, None, None),
+        ("invalid", 2, "metadata", None, None, None),
+    ]
+    items = spark.createDataFrame(rows, ITEMS)
+    images = spark.createDataFrame([(sha256_hex(b), b) for b in blobs.values()], "image_id string, binary_content binary")
+    scores = {
+        "image_scores": images.transform(ImageScores()).cache(),
+        "sample_scores": items.transform(SampleScores()).cache(),
+        "paragraph_scores": items.transform(ParagraphScores()).cache(),
+    }
+    yield {"items": items, "images": images, **scores}
+    for table in scores.values():
+        table.unpersist()
+
+
+def image_recipe(*names: str, **predicates: str) -> Recipe:
+    """nemo_default's image rules, picked by name and order, plus extra image rules given as name=predicate."""
+    nemo = {r.name: r for r in Recipe.from_yaml("nemo_default").rules}
+    extra = tuple(Rule(name, "image", predicate) for name, predicate in predicates.items())
+    return Recipe("images", "test", tuple(nemo[n] for n in names) + extra)
+
+
+def apply(recipe: Recipe, corpus):
+    return recipe.apply(
+        corpus["items"],
+        image_scores=corpus["image_scores"],
+        sample_scores=corpus["sample_scores"],
+        paragraph_scores=corpus["paragraph_scores"],
+    ).persist()
+
+
+@pytest.fixture(scope="module")
+def image_rules(corpus):
+    """nemo_default's image rules applied to the corpus, persisted for the tests that read it."""
+    selection = apply(image_recipe(*NEMO_RULES), corpus)
+    yield selection
+    selection.unpersist()
+
+
+def layout(df, sample_id: str) -> list[tuple]:
+    return [(r.position, r.modality) for r in df.where(f"sample_id = '{sample_id}'").orderBy("position").collect()]
+
+
+def ledger(selection) -> dict[tuple, tuple]:
+    return {(r.sample_id, r.position): (r.rule, r.reason) for r in selection.drops.collect()}
+
+
+def check_invariants(selection, n_items: int) -> list:
+    """input = kept + dropped per rule and in total; the ledger agrees with the summary rule by rule."""
+    summary = selection.summary.orderBy("order").collect()
+    total = summary[-1]
+    assert total.rule == "total" and total.evaluated == n_items
+    assert (total.kept, total.dropped) == (selection.curated.count(), selection.drops.count())
+    assert total.kept + total.dropped == n_items
+    by_rule = {r.rule: r["count"] for r in selection.drops.groupBy("rule").count().collect()}
+    reached = n_items
+    for row in summary[:-1]:
+        assert row.evaluated == row.kept + row.dropped, row
+        assert row.dropped == by_rule.get(row.rule, 0), row
+        assert row.failed >= row.dropped, row
+        reached -= row.dropped
+    assert reached == total.kept
+    return summary
+
+
+# --- recipes and their validation -------------------------------------------------------------
+
+def test_packaged_recipes_load_with_a_source_for_every_rule():
+    assert packaged_recipes() == ["nemo_default", "obelics"]
+    nemo = Recipe.from_yaml("nemo_default")
+    assert [(r.name, r.level, r.predicate) for r in nemo.rules] == [
+        ("decodable", "image", "decode_ok"),
+        ("blur", "image", "sharpness >= 100"),
+        ("qrcode", "image", "qr_area_ratio < 0.05"),
+        ("image_text_ratio", "sample", "image_text_ratio BETWEEN 0.001 AND 0.1"),
+    ]
+    obelics = Recipe.from_yaml("obelics")
+    assert {r.level for r in obelics.rules} == {"image", "text", "sample"}
+    for rule in nemo.rules + obelics.rules:
+        assert rule.description and rule.source
+
+
+def test_obelics_recipe_uses_the_obelics_thresholds():
+    rules = Recipe.from_yaml("obelics").rules
+    for level, thresholds in (("text", OBELICS_PARAGRAPH), ("sample", OBELICS_DOCUMENT)):
+        predicates = " ".join(r.predicate for r in rules if r.level == level)
+        for signal, bounds in thresholds.items():
+            assert signal in predicates, signal
+            for bound in filter(None, bounds):
+                assert f"{bound:g}" in predicates, (signal, bound)
+
+
+def test_recipe_from_a_yaml_path(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text('name: mine\nversion: "2024.1"\nrules:\n  - {name: sharp, level: image, predicate: sharpness > 50}\n')
+    recipe = Recipe.from_yaml(path)
+    assert (recipe.name, recipe.version, recipe.rules[0].predicate) == ("mine", "2024.1", "sharpness > 50")
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("name: x\nversion: 1\nrules: []\n", "version must be a non-empty string"),
+        ('name: x\nversion: "1"\nrules: []\nfilters: []\n', "unknown keys \\['filters'\\]"),
+        ('name: x\nversion: "1"\nrules:\n  - {name: a, level: pixel, predicate: "true"}\n', "level must be one of"),
+        ('name: x\nversion: "1"\nrules:\n  - {name: a, level: image}\n', "name, level and predicate are required"),
+        ('name: x\nversion: "1"\nrules:\n  - {name: a, level: image, predicate: "true", why: x}\n', "unknown keys \\['why'\\]"),
+        ('name: x\nversion: "1"\nrules:\n  - {name: a, level: image, predicate: "true"}\n'
+         '  - {name: a, level: sample, predicate: "true"}\n', "repeated: \\['a'\\]"),
+        ('name: x\nversion: "1"\nrules:\n  - {name: total, level: sample, predicate: "true"}\n', "must be an identifier"),
+    ],
+)
+def test_malformed_recipes_are_refused(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(RecipeError, match=message):
+        Recipe.from_yaml(path)
+
+
+def test_unknown_recipe_name_lists_the_packaged_ones():
+    with pytest.raises(RecipeError, match="packaged: \\['nemo_default', 'obelics'\\]"):
+        Recipe.from_yaml("no_such_recipe")
+
+
+@pytest.mark.parametrize(
+    "level, predicate, message",
+    [
+        ("image", "sharpness", "is double, not boolean"),
+        ("image", "sharpnes >= 100", "UNRESOLVED_COLUMN"),
+        ("image", "1=1; DROP TABLE x", "PARSE_SYNTAX_ERROR"),
+        ("image", "max(sharpness) > 100", "INVALID_WHERE_CONDITION"),
+        ("image", "row_number() OVER (ORDER BY sharpness) = 1", "WINDOW_FUNCTION_NOT_ALLOWED"),
+        ("image", "sharpness > (SELECT max(n_images) FROM sample_scores)", "TABLE_OR_VIEW_NOT_FOUND"),
+        ("image", "sharpness > (SELECT 100)", "subqueries are not allowed"),
+        ("image", "EXISTS (VALUES 1)", "subqueries are not allowed"),
+        ("image", "rand() < 0.5", "rand\\(\\) is not allowed"),
+        ("image", "reflect('java.lang.System', 'exit', 0) IS NULL", "reflect\\(\\) is not allowed"),
+        ("sample", "modality = 'text'", "UNRESOLVED_COLUMN"),  # sample rules see sample_scores only
+        ("text", "word_count >= 4", "pass paragraph_scores"),
+    ],
+)
+def test_invalid_predicates_name_the_rule(spark, corpus, level, predicate, message):
+    recipe = Recipe("bad", "1", (Rule("fine", "image", "decode_ok"), Rule("culprit", level, predicate)))
+    with pytest.raises(RecipeError, match=f"rule 'culprit'.*{message}"):
+        recipe.validate(corpus["items"], image_scores=corpus["image_scores"], sample_scores=corpus["sample_scores"])
+
+
+def test_the_recipe_in_the_docs_is_valid(tmp_path, corpus):
+    page = (REPO / "docs" / "selection.md").read_text()
+    path = tmp_path / "doc.yaml"
+    path.write_text(page.split("```yaml\n", 1)[1].split("```", 1)[0])
+    Recipe.from_yaml(path).validate(
+        corpus["items"], image_scores=corpus["image_scores"], sample_scores=corpus["sample_scores"]
+    )
+
+
+def test_quoted_words_and_comments_are_not_mistaken_for_sql(corpus):
+    rule = Rule("named", "image", "image_url IS NULL OR image_url != 'select * from values' -- rand() table")
+    Recipe("ok", "1", (rule,)).validate(corpus["items"], image_scores=corpus["image_scores"])
+
+
+# --- semantics ---------------------------------------------------------------------------------
+
+def test_nemo_oracle_dropping_the_second_image_renumbers_positions(image_rules):
+    selection = image_rules
+    assert layout(selection.curated, "doc") == [(-1, "metadata"), (0, "text"), (1, "image"), (2, "text"), (3, "text")]
+    kept_texts = [r.text_content for r in selection.curated.where("sample_id = 'doc' AND modality = 'text'")
+                  .orderBy("position").collect()]
+    assert kept_texts == PARAGRAPHS
+    assert {k: v for k, v in ledger(selection).items() if k[0] == "doc"} == {("doc", 3): ("blur", "predicate_false")}
+
+
+def test_image_drops_keep_the_sample_and_its_text(image_rules):
+    drops = ledger(image_rules)
+    assert drops[("qr", 1)] == ("qrcode", "predicate_false")
+    assert ("qr", 2) not in drops and ("qr", 0) not in drops
+    assert drops[("url_only", 1)] == ("decodable", "predicate_null")  # no bytes, no scores: NULL drops
+    assert ("url_only", 0) not in drops
+    assert drops[("broken", 0)] == ("decodable", "predicate_false")
+    assert drops[("broken", -1)] == ("empty_after_filtering", "empty_after_filtering")
+
+
+def test_text_only_samples_pass_image_rules_untouched(corpus, image_rules):
+    curated = image_rules.curated
+    original = corpus["items"].where("sample_id = 'text_only'")
+    assert_df_equality(curated.where("sample_id = 'text_only'"), original, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_invalid_items_are_dropped_first(image_rules):
+    drops = ledger(image_rules)
+    assert drops[("invalid", 1)] == drops[("invalid", 2)] == ("valid_item", "predicate_false")
+    assert ("invalid", 0) not in drops
+
+
+def test_null_keeps_only_when_the_predicate_says_so(corpus):
+    lenient = image_recipe(keep_unscored="coalesce(sharpness >= 100, true)")
+    drops = ledger(apply(lenient, corpus))
+    assert ("url_only", 1) not in drops and ("broken", 0) not in drops
+    assert drops[("doc", 3)] == ("keep_unscored", "predicate_false")
+
+
+def test_sample_rules_drop_whole_samples_and_name_the_rule(corpus):
+    nemo = apply(Recipe.from_yaml("nemo_default"), corpus)
+    drops = ledger(nemo)
+    text_only = [k for k in drops if k[0] == "text_only"]
+    assert sorted(text_only) == [("text_only", -1), ("text_only", 0), ("text_only", 1)]
+    assert {drops[k] for k in text_only} == {("image_text_ratio", "predicate_false")}  # ratio 0 < 0.001, as in NeMo
+    assert drops[("broken", 0)] == ("decodable", "predicate_false")  # first failing rule in recipe order
+    assert drops[("broken", -1)] == ("image_text_ratio", "predicate_false")
+    check_invariants(nemo, corpus["items"].count())
+
+
+def test_ledger_invariants_per_rule_and_in_total(corpus, image_rules):
+    selection = image_rules
+    summary = check_invariants(selection, corpus["items"].count())
+    assert [r.rule for r in summary] == ["valid_item", *NEMO_RULES, "empty_after_filtering", "total"]
+    blur = summary[2]
+    # 6 image rows; decodable drops the truncated and the URL-only one; blur drops the solid colour, and would
+    # also fail the two unscored images whatever the order
+    assert (blur.evaluated, blur.dropped, blur.kept, blur.failed) == (4, 1, 3, 3)
+    assert [(f.name, f.dataType) for f in selection.drops.schema] == [(f.name, f.dataType) for f in DROPS]
+    assert {(r.stage, r.recipe, r.recipe_version) for r in selection.drops.collect()} == {("select", "images", "test")}
+
+
+def test_rule_order_never_changes_the_kept_set(corpus, image_rules):
+    forward = image_rules
+    backward = apply(image_recipe(*reversed(NEMO_RULES)), corpus)
+    assert_df_equality(forward.curated, backward.curated, ignore_row_order=True)
+    assert sorted(ledger(forward)) == sorted(ledger(backward))
+    assert ledger(forward)[("url_only", 1)] == ("decodable", "predicate_null")
+    assert ledger(backward)[("url_only", 1)] == ("qrcode", "predicate_null")  # the ledger names the first in order
+
+
+NEMO_RATIO_CASES = [  # NeMo Curator's test_image_to_text_ratio_filter oracles: texts, images, bounds, kept
+    ([], 2, (1.5, 2.5), True),
+    (["one two three four"], 1, (0.25, 0.25), True),
+    (["one two", "three four"], 1, (0.15, 0.25), True),
+    (["one two three four five"], 1, (1.0, 2.0), False),
+    (["one"], 2, (0.0, 1.0), False),
+    (["a b"], 1, (0.4, 0.6), True),
+    (["one two three"], 1, (0.4, 0.6), False),
+]
+
+
+def test_image_to_text_ratio_matches_nemo(spark):
+    rows, rules = [], []
+    for case, (texts, n_images, (lo, hi), _) in enumerate(NEMO_RATIO_CASES):
+        sid = f"case{case}"
+        rows += [(sid, i, "text", t, None, None) for i, t in enumerate(texts)]
+        rows += [(sid, len(texts) + i, "image", None, None, None) for i in range(n_images)]
+        # one recipe for all cases: each rule judges its own sample only
+        rules.append(Rule(sid, "sample", f"sample_id != '{sid}' OR image_text_ratio BETWEEN {lo} AND {hi}"))
+    items = spark.createDataFrame(rows, ITEMS)
+    selection = Recipe("ratio", "1", tuple(rules)).apply(items, sample_scores=items.transform(SampleScores()))
+    kept = {r.sample_id for r in selection.curated.select("sample_id").distinct().collect()}
+    assert kept == {f"case{c}" for c, case in enumerate(NEMO_RATIO_CASES) if case[3]}
+
+
+def test_metadata_only_sample_disappears_as_orphan(spark):
+    items = spark.createDataFrame([("m", -1, "metadata", None, None, None)], ITEMS)
+    drops = Recipe("none", "1", ()).apply(items).drops.collect()
+    assert [(d.sample_id, d.position, d.rule) for d in drops] == [("m", -1, "empty_after_filtering")]
+
+
+# --- end to end through the lakehouse ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def lake(spark, corpus, tmp_path_factory):
+    lake = Lakehouse.open(spark, str(tmp_path_factory.mktemp("lake")), backend="embedded")
+    lake.write(corpus["items"], "items", mode="overwrite")
+    lake.write(corpus["images"], "images", mode="overwrite")
+    return lake
+
+
+def test_packaged_recipes_run_end_to_end(lake):
+    n_items = lake.read("items").count()
+    nemo = run_select(lake, "nemo_default")
+    assert {"image_scores", "sample_scores", "paragraph_scores", "curated_items", "drops"} <= set(lake.tables())
+    assert lake.read("curated_items").count() == check_invariants(nemo, n_items)[-1].kept
+    assert layout(nemo.curated, "doc") == [(-1, "metadata"), (0, "text"), (1, "image"), (2, "text"), (3, "text")]
+    assert {r.recipe for r in lake.read("drops").select("recipe").distinct().collect()} == {"nemo_default"}
+
+    scored = {t: lake.version(t) for t in ("image_scores", "sample_scores", "paragraph_scores")}
+    obelics = run_select(lake, Recipe.from_yaml("obelics"), rescore=False)
+    assert {t: lake.version(t) for t in scored} == scored  # thresholds change, nothing is decoded again
+    check_invariants(obelics, n_items)
+    assert {r.recipe for r in lake.read("drops").select("recipe").distinct().collect()} == {"obelics"}
+    kept = {(r.sample_id, r.position, r.modality) for r in obelics.curated.collect()}
+    # OBELICS has no blur rule: the solid 200x200 PNG stays, and so do the three paragraphs
+    assert layout(obelics.curated, "doc") == layout(lake.read("items"), "doc")
+    assert not any(k[0] == "text_only" for k in kept)  # OBELICS: 1..30 images per document
+    assert ("url_only", 0, "text") in kept  # its one image counts on the input, though the image is dropped
+
+
+def test_select_job_refuses_an_unknown_recipe_before_starting_spark():
+    done = subprocess.run([sys.executable, str(REPO / "jobs" / "select.py"), "--lakehouse", "unused", "--recipe", "nope"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "no packaged recipe of that name" in done.stderr
+
+
+@pytest.mark.slow
+def test_select_job_runs_under_a_fresh_interpreter(lake):
+    env = {**os.environ, "MMCURATE_SPARK_MASTER": "local[2]", "PYSPARK_PYTHON": sys.executable}
+    done = subprocess.run(
+        [sys.executable, str(REPO / "jobs" / "select.py"), "--lakehouse", lake.backend.root, "--recipe", "nemo_default",
+         "--reuse-scores"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "recipe nemo_default version 1" in done.stdout
+    assert "empty_after_filtering" in done.stdout and "total" in done.stdout
+
+
+def test_nan_scores_are_dropped_as_null_not_kept(spark, corpus):
+    # Spark orders NaN above every number: unhandled, `sharpness >= 100` would keep a NaN score
+    nan_scores = corpus["image_scores"].selectExpr("image_id", "CAST('NaN' AS double) AS sharpness")
+    recipe = Recipe("nan", "1", (Rule("blur", "image", "sharpness >= 100"),))
+    selection = recipe.apply(corpus["items"], image_scores=nan_scores)
+    drops = {(r.sample_id, r.position): r.reason for r in selection.drops.collect()}
+    assert drops[("doc", 1)] == "predicate_null"
+    assert selection.curated.where("modality = 'image'").count() == 0
