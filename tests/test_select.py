@@ -373,7 +373,7 @@ def test_packaged_recipes_run_end_to_end(lake):
 
 
 def test_select_job_refuses_an_unknown_recipe_before_starting_spark():
-    done = subprocess.run([sys.executable, str(REPO / "jobs" / "select.py"), "--lakehouse", "unused", "--recipe", "nope"],
+    done = subprocess.run([sys.executable, str(REPO / "jobs" / "select_items.py"), "--lakehouse", "unused", "--recipe", "nope"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "no packaged recipe of that name" in done.stderr
 
@@ -382,7 +382,7 @@ def test_select_job_refuses_an_unknown_recipe_before_starting_spark():
 def test_select_job_runs_under_a_fresh_interpreter(lake):
     env = {**os.environ, "MMCURATE_SPARK_MASTER": "local[2]", "PYSPARK_PYTHON": sys.executable}
     done = subprocess.run(
-        [sys.executable, str(REPO / "jobs" / "select.py"), "--lakehouse", lake.backend.root, "--recipe", "nemo_default",
+        [sys.executable, str(REPO / "jobs" / "select_items.py"), "--lakehouse", lake.backend.root, "--recipe", "nemo_default",
          "--reuse-scores"],
         capture_output=True, text=True, env=env, timeout=300,
     )

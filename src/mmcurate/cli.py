@@ -7,11 +7,11 @@ import sys
 from typing import Callable, Optional
 
 
-def _lakehouse(args):
+def _lakehouse(args, conf: Optional[dict] = None):
     from mmcurate.lakehouse import Lakehouse
     from mmcurate.spark import get_spark
 
-    return Lakehouse.open(get_spark(master=args.master), args.lakehouse, backend=args.backend)
+    return Lakehouse.open(get_spark(master=args.master, conf=conf), args.lakehouse, backend=args.backend)
 
 
 def _print(df, limit: int, as_json: bool, truncate: int) -> None:
@@ -59,7 +59,58 @@ def cmd_ingest(args) -> int:
     return 0
 
 
+def cmd_select(args) -> int:
+    from mmcurate.annotate.image_scores import ImageScores
+    from mmcurate.pipeline import run_select
+    from mmcurate.select import Recipe, RecipeError
+
+    try:
+        recipe = Recipe.from_yaml(args.recipe)  # a malformed recipe fails before Spark starts
+        image_stage = ImageScores()
+        # the command owns its session: cap Arrow batches of image bytes at the stage's batch size
+        lake = _lakehouse(args, conf=image_stage.spark_conf)
+        selection = run_select(lake, recipe, image_stage=image_stage, rescore=not args.reuse_scores)
+    except RecipeError as e:
+        print(f"select: {e}", file=sys.stderr)
+        return 2
+    print(f"recipe {recipe.name} version {recipe.version}")
+    selection.summary.orderBy("order").show(truncate=False)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from mmcurate.io.parquet_writer import write_parquet
+    from mmcurate.io.webdataset_writer import write_webdataset
+
+    lake = _lakehouse(args)
+    items, images = lake.read(args.table), lake.read("images")
+    if args.format == "parquet":
+        write_parquet(items, images, args.out, rows_per_file=args.rows_per_file, overwrite=args.overwrite)
+        print(f"wrote NeMo interleaved Parquet to {args.out}")
+        return 0
+    manifest = write_webdataset(
+        items, images, args.out, samples_per_shard=args.samples_per_shard, shard_bytes=args.shard_bytes,
+        prefix=args.prefix, seed=args.seed, overwrite=args.overwrite,
+    )
+    _print(manifest, 10_000, args.json, 0)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from mmcurate.demo import run_demo
+    from mmcurate.spark import get_spark
+
+    report = run_demo(args.out, spark=get_spark(master=args.master), recipe=args.recipe)
+    print(json.dumps(report, indent=2, default=str))
+    print(f"\nExplore it: mmcurate sql \"SELECT reason, count(*) FROM drops GROUP BY reason\" "
+          f"--lakehouse {report['lakehouse']}")
+    return 0
+
+
 COMMANDS: dict[str, tuple[Callable, str]] = {
+    "demo": (cmd_demo, "run ingest -> scores -> selection -> WebDataset export on the packaged sample data"),
+    "select": (cmd_select, "score items and images, apply a recipe, write curated_items and the drops ledger"),
+    "export": (cmd_export, "write a table of items (curated_items by default) as WebDataset shards or Parquet"),
     "ingest": (cmd_ingest, "read source files into the lakehouse's items, images and quarantine tables"),
     "sql": (cmd_sql, "run a SQL query with every lakehouse table visible by name"),
     "tables": (cmd_tables, "list the lakehouse's tables with their latest versions"),
@@ -88,6 +139,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-text-fields", default=None, help="comma-separated list fields aligned with texts")
     p.add_argument("--app-id", default=None, help="idempotent commits: application id (with --app-version)")
     p.add_argument("--app-version", type=int, default=None)
+
+    p = sub.add_parser("select", parents=[common], help=COMMANDS["select"][1])
+    p.add_argument("--recipe", required=True, help="packaged recipe (nemo_default, obelics) or a YAML path")
+    p.add_argument("--reuse-scores", action="store_true", help="keep score tables already in the lakehouse")
+
+    p = sub.add_parser("export", parents=[common], help=COMMANDS["export"][1])
+    p.add_argument("--out", required=True, help="output directory (local path or fsspec URI)")
+    p.add_argument("--format", default="webdataset", choices=["webdataset", "parquet"])
+    p.add_argument("--table", default="curated_items", help="items table to export")
+    p.add_argument("--samples-per-shard", type=int, default=None)
+    p.add_argument("--shard-bytes", type=int, default=None, help="target shard size in bytes instead")
+    p.add_argument("--rows-per-file", type=int, default=None, help="Parquet: rows per output file")
+    p.add_argument("--prefix", default="shard")
+    p.add_argument("--seed", type=int, default=None, help="reshuffles which shard a sample lands in")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON lines")
+
+    p = sub.add_parser("demo", help=COMMANDS["demo"][1])
+    p.add_argument("--out", default="mmcurate-demo", help="where the lakehouse and shards go")
+    p.add_argument("--recipe", default="nemo_default")
+    p.add_argument("--master", default=None)
 
     p = sub.add_parser("sql", parents=[common, shown], help=COMMANDS["sql"][1])
     p.add_argument("query")
