@@ -328,7 +328,11 @@ def _nan_as_null(scores: DataFrame) -> DataFrame:
 
 def _check_predicate(rule: Rule, table: DataFrame) -> None:
     """Spark parses and resolves the predicate against `table`: it must be a boolean valid in a WHERE clause,
-    with no subquery and no call whose answer changes between runs."""
+    with no subquery and no call whose answer changes between runs. The lexical check runs first, so
+    a predicate naming other tables is refused whatever views the session happens to have."""
+    problem = _lexical_problem(rule.predicate)
+    if problem:
+        raise RecipeError(f"rule {rule.name!r} ({rule.level}): predicate {rule.predicate!r}: {problem}")
     try:
         expr = F.expr(rule.predicate)
         dtype = table.select(expr.alias("_keep")).schema["_keep"].dataType
@@ -342,9 +346,6 @@ def _check_predicate(rule: Rule, table: DataFrame) -> None:
         raise RecipeError(
             f"rule {rule.name!r} ({rule.level}): predicate {rule.predicate!r} is invalid: {message}"
         ) from e
-    problem = _lexical_problem(rule.predicate)
-    if problem:
-        raise RecipeError(f"rule {rule.name!r} ({rule.level}): predicate {rule.predicate!r}: {problem}")
 
 
 def _with_first_failure(flagged: DataFrame, checks) -> DataFrame:
