@@ -32,3 +32,30 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def test_data() -> Path:
     return TEST_DATA
+
+
+@pytest.fixture(scope="session")
+def solid_png():
+    """Factory: PNG bytes of a solid-colour RGB image (sharpness exactly 0)."""
+    import io
+
+    from PIL import Image
+
+    def make(width: int, height: int, colour=(90, 140, 200)) -> bytes:
+        buffer = io.BytesIO()
+        Image.new("RGB", (width, height), colour).save(buffer, "PNG")
+        return buffer.getvalue()
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def qr_png() -> bytes:
+    """A real QR code (segno) filling its PNG frame."""
+    import io
+
+    import segno
+
+    buffer = io.BytesIO()
+    segno.make("https://example.com/mmcurate", error="m").save(buffer, kind="png", scale=10)
+    return buffer.getvalue()

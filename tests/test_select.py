@@ -1,14 +1,11 @@
 """Recipes: predicate validation, NeMo's item-drop semantics, the drop ledger and its invariants, packaged recipes end to end."""
-import io
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import segno
 from chispa import assert_df_equality
-from PIL import Image
 
 from mmcurate.annotate.image_scores import ImageScores
 from mmcurate.annotate.text_scores import ParagraphScores, SampleScores
@@ -31,25 +28,13 @@ PARAGRAPHS = [
 NEMO_RULES = ("decodable", "blur", "qrcode")
 
 
-def png(image: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, "PNG")
-    return buf.getvalue()
-
-
-def qr_png() -> bytes:
-    buf = io.BytesIO()
-    segno.make("https://example.com/mmcurate", error="m").save(buf, kind="png", scale=10)
-    return buf.getvalue()
-
-
 @pytest.fixture(scope="module")
-def blobs(shared_data) -> dict[str, bytes]:
+def blobs(shared_data, solid_png, qr_png) -> dict[str, bytes]:
     images = shared_data / "images"
     return {
         "photo": (images / "opencv_debian/baboon.jpg").read_bytes(),
-        "solid": png(Image.new("RGB", (200, 200), (90, 140, 200))),
-        "qr": qr_png(),
+        "solid": solid_png(200, 200),
+        "qr": qr_png,
         "truncated": (images / "pillow_tests/truncated_jpeg.jpg").read_bytes(),
     }
 

@@ -23,7 +23,7 @@ LOCAL_CONF = {
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.shuffle.partitions": "8",
     "spark.default.parallelism": "4",
-    "spark.driver.memory": "4g",
+    "spark.driver.memory": os.environ.get("MMCURATE_DRIVER_MEMORY", "4g"),
     "spark.python.worker.reuse": "true",
     "spark.sql.sources.parallelPartitionDiscovery.threshold": "1000000",
     # Spark's Parquet committer writes a _SUCCESS marker; Delta tables do not want it.

@@ -1,10 +1,7 @@
 """ImageScores on real photos, a solid colour, a QR code and bad bytes: the Spark table equals image_signals per image."""
-import io
 
 import pytest
-import segno
 from chispa import assert_df_equality
-from PIL import Image
 
 from mmcurate.annotate.image_scores import IMAGE_SCORES, ImageScores
 from mmcurate.annotate.image_signals import image_signals
@@ -12,26 +9,14 @@ from mmcurate.images import sha256_hex
 from mmcurate.schema import SchemaError
 
 
-def png(image: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, "PNG")
-    return buf.getvalue()
-
-
-def qr_png() -> bytes:
-    buf = io.BytesIO()
-    segno.make("https://example.com/mmcurate", error="m").save(buf, kind="png", scale=10)
-    return buf.getvalue()
-
-
 @pytest.fixture(scope="module")
-def blobs(shared_data) -> dict[str, bytes]:
+def blobs(shared_data, solid_png, qr_png) -> dict[str, bytes]:
     images = shared_data / "images"
     return {
         "photo": (images / "opencv_debian/baboon.jpg").read_bytes(),
         "cat": (images / "skimage/chelsea.png").read_bytes(),
-        "solid": png(Image.new("RGB", (64, 48), (90, 140, 200))),
-        "qr": qr_png(),
+        "solid": solid_png(64, 48),
+        "qr": qr_png,
         "truncated": (images / "pillow_tests/truncated_jpeg.jpg").read_bytes(),
         "garbage": b"<html>not an image</html>",
     }
