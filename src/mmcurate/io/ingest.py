@@ -139,8 +139,10 @@ class IngestResult:
     files: list[str]
     _persisted: list[DataFrame] = field(default_factory=list, repr=False)
 
-    def summary(self) -> dict:
-        """Small counts for reports and invariants: documents, items per modality, images, quarantine per reason."""
+    def summary(self, unique_images: Optional[int] = None) -> dict:
+        """Small counts for reports and invariants: documents, items per modality, images, quarantine per reason.
+
+        unique_images: pass the count when it is already known (a write result), saving a job."""
         per_modality = {r.modality: r["count"] for r in self.items.groupBy("modality").count().collect()}
         reasons = {r.reason: r["count"] for r in self.quarantine.groupBy("reason").count().collect()}
         return {
@@ -148,7 +150,7 @@ class IngestResult:
             "documents": per_modality.get("metadata", 0),
             "text_items": per_modality.get("text", 0),
             "image_items": per_modality.get("image", 0),
-            "unique_images": self.images.count(),
+            "unique_images": self.images.count() if unique_images is None else unique_images,
             "quarantined": sum(reasons.values()),
             "quarantine_reasons": reasons,
         }
@@ -181,7 +183,7 @@ def ingest(
     union = (
         listing.repartitionByRange(len(files), "file_index")
         .mapInArrow(_parse_files(READERS[format], options), UNION)
-        .persist(StorageLevel.DISK_ONLY)
+        .persist(StorageLevel.MEMORY_AND_DISK)
     )
     items_all = union.where("kind = 'item'")
     docs = items_all.where("position = -1").select("sample_id", "origin", "source", "locator", "ordinal")
@@ -192,7 +194,7 @@ def ingest(
         .where("_rank > 1")
     )
     items = items_all.join(losers.select("sample_id", "origin"), ["sample_id", "origin"], "left_anti")
-    items = _with_passthrough(items, spark, options)
+    items = _with_passthrough(items, spark, options).persist(StorageLevel.MEMORY_AND_DISK)  # read 3 times
 
     duplicates = losers.select(
         "source", "locator", F.lit(STAGE).alias("stage"), F.lit("duplicate_sample_id").alias("reason"),
@@ -207,7 +209,7 @@ def ingest(
         .select(*IMAGES.fieldNames())
         .dropDuplicates(["image_id"])
     )
-    return IngestResult(items, images, quarantine, files, [union])
+    return IngestResult(items, images, quarantine, files, [union, items])
 
 
 def _with_passthrough(items: DataFrame, spark: SparkSession, options: ReaderOptions) -> DataFrame:
@@ -284,11 +286,11 @@ def ingest_to_lakehouse(
         if lake.exists("images"):
             stored = lake.read("images", version=lake.version("images")).select("image_id")
             images = images.join(stored, "image_id", "left_anti")
-        summary = IngestResult(items, images, quarantine, result.files).summary()
         txn = {"app_id": app_id, "app_version": app_version}
-        lake.write(images, "images", mode="append", **txn)
+        written = lake.write(images, "images", mode="append", **txn)
         lake.write(quarantine, "quarantine", mode="append", **txn)
         lake.write(items, "items", mode="append", **txn)
-        return summary
+        new_images = 0 if written.skipped else written.rows_added
+        return IngestResult(items, images, quarantine, result.files).summary(unique_images=new_images)
     finally:
         result.unpersist()
