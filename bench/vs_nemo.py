@@ -235,7 +235,7 @@ def main() -> None:
         t4 = time.perf_counter()
         first = run_select(lake, image_rules, rescore=False)  # image scores reused from the run above
         survivors = first.curated
-        second = ratio_rule.apply(survivors, sample_scores=survivors.transform(SampleScores())
+        second = ratio_rule.apply(survivors, sample_scores=survivors.transform(SampleScores(text_signals=False))
                                   .select("sample_id", "image_text_ratio"))
         lake.write(second.curated, "curated_items_2pass", mode="overwrite")
         write_webdataset(lake.read("curated_items_2pass"), lake.read("images"), str(twopass_out))

@@ -341,14 +341,16 @@ def lake(spark, corpus, tmp_path_factory):
 def test_packaged_recipes_run_end_to_end(lake):
     n_items = lake.read("items").count()
     nemo = run_select(lake, "nemo_default")
-    assert {"image_scores", "sample_scores", "paragraph_scores", "curated_items", "drops"} <= set(lake.tables())
+    # NeMo's rules read no text signal: those (Python-heavy) scores are not computed
+    assert {"image_scores", "sample_scores", "curated_items", "drops"} <= set(lake.tables())
+    assert "paragraph_scores" not in lake.tables() and "lang" not in lake.read("sample_scores").columns
     assert lake.read("curated_items").count() == check_invariants(nemo, n_items)[-1].kept
     assert layout(nemo.curated, "doc") == [(-1, "metadata"), (0, "text"), (1, "image"), (2, "text"), (3, "text")]
     assert {r.recipe for r in lake.read("drops").select("recipe").distinct().collect()} == {"nemo_default"}
 
-    scored = {t: lake.version(t) for t in ("image_scores", "sample_scores", "paragraph_scores")}
+    # OBELICS reads text signals: rescore=False cannot reuse the count-only tables, so they are computed
     obelics = run_select(lake, Recipe.from_yaml("obelics"), rescore=False)
-    assert {t: lake.version(t) for t in scored} == scored  # thresholds change, nothing is decoded again
+    assert "paragraph_scores" in lake.tables() and "lang" in lake.read("sample_scores").columns
     check_invariants(obelics, n_items)
     assert {r.recipe for r in lake.read("drops").select("recipe").distinct().collect()} == {"obelics"}
     kept = {(r.sample_id, r.position, r.modality) for r in obelics.curated.collect()}
@@ -356,6 +358,12 @@ def test_packaged_recipes_run_end_to_end(lake):
     assert layout(obelics.curated, "doc") == layout(lake.read("items"), "doc")
     assert not any(k[0] == "text_only" for k in kept)  # OBELICS: 1..30 images per document
     assert ("url_only", 0, "text") in kept  # its one image counts on the input, though the image is dropped
+
+    # now every table is there: retuning nemo_default decodes nothing again
+    scored = {t: lake.version(t) for t in ("image_scores", "sample_scores", "paragraph_scores")}
+    again = run_select(lake, "nemo_default", rescore=False)
+    assert {t: lake.version(t) for t in scored} == scored
+    assert again.curated.count() == nemo.curated.count()
 
 
 def test_select_job_refuses_an_unknown_recipe_before_starting_spark():

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Mapping
+from contextlib import contextmanager
+from typing import Iterator, Mapping
 
 from pyspark.sql import SparkSession
 
@@ -66,3 +67,19 @@ def apply_runtime_conf(spark: SparkSession, conf: Mapping[str, str] | None = Non
             spark.conf.set(key, value)
         except Exception:  # a locked-down cluster may refuse some keys; they are optimisations
             pass
+
+
+@contextmanager
+def session_conf(spark: SparkSession, settings: Mapping[str, str]) -> Iterator[None]:
+    """Set runtime SQL settings for the duration of a block, restoring the previous values after."""
+    previous = {key: spark.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)

@@ -78,8 +78,13 @@ class SampleScores:
     text OBELICS' document-level filters score. Metadata rows count as neither images nor text;
     every sample of `items` gets a row, text-only and metadata-only ones included.
 
+    text_signals=False keeps only the counts (Spark built-ins, no Python): enough for NeMo-style
+    recipes, and far cheaper than scoring every document's text.
+
     >>> sample_scores = items.transform(SampleScores())
     """
+
+    text_signals: bool = True
 
     reads = {"sample_id": "string", "position": "int", "modality": "string", "text_content": "string"}
     adds = {f.name: f.dataType.simpleString() for f in SAMPLE_COUNTS.fields[1:] + TEXT_SIGNALS.fields}
@@ -102,9 +107,9 @@ class SampleScores:
             "n_words",
             (F.col("n_images") / F.greatest(F.col("n_words"), F.lit(1))).alias("image_text_ratio"),
             (F.col("n_images") == 0).alias("text_only"),
-            _text_signals_udf(0)("_document").alias("_s"),
+            *([_text_signals_udf(0)("_document").alias("_s")] if self.text_signals else []),
         )
-        return scored.select(*SAMPLE_COUNTS.fieldNames(), "_s.*")
+        return scored.select(*SAMPLE_COUNTS.fieldNames(), *(["_s.*"] if self.text_signals else []))
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from mmcurate.io.readers.nemo_parquet import read_nemo_parquet
 from mmcurate.io.readers.records import read_documents, read_mmc4
 from mmcurate.io.readers.webdataset import read_webdataset
 from mmcurate.schema import IMAGES, ITEMS, QUARANTINE
+from mmcurate.spark import session_conf
 
 READERS: dict[str, Callable] = {
     "webdataset": read_webdataset,  # MINT-1T (HTML/PDF/ArXiv) and NeMo Curator interleaved shards
@@ -54,6 +55,7 @@ _ARROW_UNION = pa.schema(
 )
 BATCH_ROWS = 512
 BATCH_BYTES = 32 * 2**20
+CACHE_BATCH_ROWS = 64
 _DELTA_UNSAFE = re.compile(r"[ ,;{}()\n\t=]")
 
 
@@ -180,11 +182,15 @@ def ingest(
     if not files:
         raise FileNotFoundError(f"no {format} input files under {paths!r}")
     listing = spark.createDataFrame(list(enumerate(files)), "file_index long, path string")
-    union = (
-        listing.repartitionByRange(len(files), "file_index")
-        .mapInArrow(_parse_files(READERS[format], options), UNION)
-        .persist(StorageLevel.MEMORY_AND_DISK)
-    )
+    # Spark's cache builds column batches of 10,000 rows by default: with image bytes in the rows
+    # that is gigabytes per batch. Materialise the parse now, in batches as small as ours.
+    with session_conf(spark, {"spark.sql.inMemoryColumnarStorage.batchSize": str(CACHE_BATCH_ROWS)}):
+        union = (
+            listing.repartitionByRange(len(files), "file_index")
+            .mapInArrow(_parse_files(READERS[format], options), UNION)
+            .persist(StorageLevel.DISK_ONLY)
+        )
+        union.count()
     items_all = union.where("kind = 'item'")
     docs = items_all.where("position = -1").select("sample_id", "origin", "source", "locator", "ordinal")
     rank = Window.partitionBy("sample_id").orderBy("source", "ordinal")
