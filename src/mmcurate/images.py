@@ -65,8 +65,10 @@ def _detail(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def probe(data: bytes, max_pixels: int = MAX_PIXELS) -> ImageInfo:
-    """Identify an image and check it decodes fully, refusing bombs before any pixel is decoded; never raises."""
+def probe(data: bytes, max_pixels: int = MAX_PIXELS, verify: bool = True) -> ImageInfo:
+    """Identify an image and check it decodes fully, refusing bombs before any pixel is decoded; never raises.
+
+    verify=False reads the header only (format, size, bomb check) for callers that decode anyway."""
     if not data:
         return ImageInfo(error="empty", detail="zero bytes")
     img = None
@@ -75,7 +77,8 @@ def probe(data: bytes, max_pixels: int = MAX_PIXELS) -> ImageInfo:
         try:
             img = Image.open(io.BytesIO(data))  # lazy: reads the header only
             _refuse_bomb(img, max_pixels)
-            img.load()
+            if verify:
+                img.load()
             width, height = img.size
             if _orientation(img) in _ROTATED_ORIENTATIONS:
                 width, height = height, width
