@@ -212,3 +212,12 @@ def test_overwrite_may_change_the_schema_and_old_versions_keep_theirs(spark, lak
     lake.write(spark.createDataFrame([("a", 1.5)], "image_id string, sharpness double"), "t", mode="overwrite")
     assert lake.read("t").columns == ["image_id", "sharpness"]
     assert lake.read("t", version=0).columns == SCHEMA.fieldNames()
+
+
+def test_bad_write_arguments_fail_before_any_work(spark, lake):
+    df = frame(spark, rows(1))
+    with pytest.raises(ValueError, match="mode must be one of"):
+        lake.write(df, "t", mode="upsert")
+    with pytest.raises(ValueError, match="pass both or neither"):
+        lake.write(df, "t", app_id="job")
+    assert not lake.exists("t")

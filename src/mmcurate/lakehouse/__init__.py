@@ -20,6 +20,8 @@ from mmcurate.lakehouse.base import (
     TableNotFoundError,
     UnsupportedTableError,
     WriteResult,
+    check_app_transaction,
+    check_mode,
 )
 from mmcurate.lakehouse.embedded import EmbeddedBackend
 from mmcurate.lakehouse.native import NativeBackend, has_delta_connector
@@ -101,6 +103,8 @@ class Lakehouse:
         already seen for `app_id` is skipped (`WriteResult.skipped`), so a rerun job never
         appends twice.
         """
+        check_mode(mode)
+        check_app_transaction(app_id, app_version)
         return self.backend.write(df, _check_name(table), mode, app_id, app_version)
 
     def read(self, table: str, version: Optional[int] = None) -> DataFrame:

@@ -32,8 +32,6 @@ from mmcurate.lakehouse.base import (
     TableNotFoundError,
     UnsupportedTableError,
     WriteResult,
-    check_app_transaction,
-    check_mode,
     schema_differences,
 )
 from mmcurate.lakehouse.stats import add_actions
@@ -140,8 +138,6 @@ class EmbeddedBackend:
         app_id: Optional[str] = None,
         app_version: Optional[int] = None,
     ) -> WriteResult:
-        check_mode(mode)
-        check_app_transaction(app_id, app_version)
         dt = self._load(table)
         if dt is not None:
             if mode == "error":

@@ -15,8 +15,6 @@ from mmcurate.lakehouse.base import (
     TableExistsError,
     TableNotFoundError,
     WriteResult,
-    check_app_transaction,
-    check_mode,
     schema_differences,
 )
 
@@ -97,8 +95,6 @@ class NativeBackend:
         app_id: Optional[str] = None,
         app_version: Optional[int] = None,
     ) -> WriteResult:
-        check_mode(mode)
-        check_app_transaction(app_id, app_version)
         exists = self.exists(table)
         if exists and mode == "error":
             raise TableExistsError(f"table {table!r} already exists at {self.location(table)}")
