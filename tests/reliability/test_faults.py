@@ -1,4 +1,5 @@
-"""Faults: a driver killed mid-write, racing writers. Tables must stay at a valid version."""
+"""Faults: a driver killed mid-write, racing writers, a dying worker. Tables must stay at a valid version."""
+import hashlib
 import os
 import signal
 import subprocess
@@ -99,3 +100,51 @@ def test_racing_overwrites_leave_a_valid_log(spark, tmp_path):
     table = deltalake.DeltaTable(str(tmp_path / "t"))
     for version in range(table.version() + 1):
         deltalake.DeltaTable(str(tmp_path / "t"), version=version).to_pyarrow_table()
+
+
+WORKER_DIES = textwrap.dedent(
+    """
+    import os, sys
+    from typing import Iterator
+    import pandas as pd
+    from pyspark.sql import functions as F
+    from mmcurate.annotate.image_scores import ImageScores
+    from mmcurate.lakehouse import Lakehouse
+    from mmcurate.spark import get_spark
+
+    root, marker = sys.argv[1], sys.argv[2]
+    spark = get_spark(master="local[2,3]")  # up to 3 attempts per task, as on a cluster
+    lake = Lakehouse.open(spark, root, backend="embedded")
+
+    @F.pandas_udf("binary")
+    def die_once(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
+        for batch in batches:
+            if not os.path.exists(marker):
+                open(marker, "w").close()
+                os._exit(1)  # the Python worker dies mid-stage, as an OOM-killed model worker would
+            yield batch
+
+    images = lake.read("images").withColumn("binary_content", die_once("binary_content"))
+    print(lake.write(images.transform(ImageScores()), "image_scores", mode="overwrite"), flush=True)
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_scoring_worker_that_dies_is_retried_without_double_counting(spark, tmp_path, shared_data, solid_png):
+    root = str(tmp_path / "lake")
+    lake = Lakehouse.open(spark, root, backend="embedded")
+    photos = sorted((shared_data / "images" / "opencv_debian").glob("*.jpg"))[:6]
+    blobs = [p.read_bytes() for p in photos] + [solid_png(32, 32)]
+    rows = [(hashlib.sha256(b).hexdigest(), b) for b in blobs]
+    lake.write(spark.createDataFrame(rows, "image_id string, binary_content binary").repartition(3), "images")
+    script, marker = tmp_path / "score.py", tmp_path / "died"
+    script.write_text(WORKER_DIES)
+    done = subprocess.run([sys.executable, str(script), root, str(marker)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert marker.exists()  # the worker did die once
+    scores = lake.read("image_scores")
+    assert scores.count() == len(blobs) and scores.select("image_id").distinct().count() == len(blobs)
+    assert lake.version("image_scores") == 0  # one commit, not one per attempt
+    assert scores.where("decode_ok AND sharpness IS NOT NULL").count() == len(blobs)
