@@ -29,3 +29,13 @@ def test_ingest_command_fills_the_lakehouse(spark, tmp_path, test_data, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert summary["documents"] == 5 and summary["image_items"] == 16
     assert Lakehouse.open(spark, str(tmp_path)).tables() == ["images", "items", "quarantine"]
+
+
+def test_vacuum_command(spark, tmp_path, capsys):
+    lake = Lakehouse.open(spark, str(tmp_path), backend="embedded")
+    df = spark.createDataFrame([("a", 0)], "sample_id string, position int")
+    lake.write(df, "items")
+    lake.write(df, "items", mode="overwrite")
+    assert main(["vacuum", "--lakehouse", str(tmp_path), "--retention-hours", "0"]) == 0
+    assert "items: removed" in capsys.readouterr().out
+    assert lake.read("items").count() == 1

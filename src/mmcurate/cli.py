@@ -35,6 +35,14 @@ def cmd_tables(args) -> int:
     return 0
 
 
+def cmd_vacuum(args) -> int:
+    lake = _lakehouse(args)
+    for name in args.tables or lake.tables():
+        removed = lake.vacuum(name, retention_hours=args.retention_hours)
+        print(f"{name}: removed {len(removed)} files/folders")
+    return 0
+
+
 def cmd_history(args) -> int:
     lake = _lakehouse(args)
     _print(lake.history(args.table), args.limit, args.json, args.truncate)
@@ -115,6 +123,7 @@ COMMANDS: dict[str, tuple[Callable, str]] = {
     "sql": (cmd_sql, "run a SQL query with every lakehouse table visible by name"),
     "tables": (cmd_tables, "list the lakehouse's tables with their latest versions"),
     "history": (cmd_history, "show a table's commits"),
+    "vacuum": (cmd_vacuum, "delete files no recent version reads and folders of writes that never committed"),
 }
 
 
@@ -166,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("tables", parents=[common], help=COMMANDS["tables"][1])
     p = sub.add_parser("history", parents=[common, shown], help=COMMANDS["history"][1])
     p.add_argument("table")
+    p = sub.add_parser("vacuum", parents=[common], help=COMMANDS["vacuum"][1])
+    p.add_argument("tables", nargs="*", help="tables to vacuum (default: all)")
+    p.add_argument("--retention-hours", type=int, default=168, help="keep what versions this recent need")
     return parser
 
 

@@ -221,3 +221,24 @@ def test_bad_write_arguments_fail_before_any_work(spark, lake):
     with pytest.raises(ValueError, match="pass both or neither"):
         lake.write(df, "t", app_id="job")
     assert not lake.exists("t")
+
+
+def test_vacuum_removes_unreferenced_files_and_abandoned_write_folders(spark, tmp_path):
+    lake = Lakehouse.open(spark, str(tmp_path), backend="embedded")
+    lake.write(frame(spark, rows(5)), "t")
+    lake.write(frame(spark, rows(3, offset=50)), "t", mode="overwrite")
+    abandoned = tmp_path / "t" / "data-killeddriver0000"  # what a driver killed before its commit leaves
+    abandoned.mkdir()
+    (abandoned / "part-00000.parquet").write_bytes(b"PAR1 never committed")
+    recent = tmp_path / "t" / "data-inprogress00000"  # a write still running: too young to touch
+    recent.mkdir()
+
+    kept_an_hour = lake.vacuum("t", retention_hours=1)
+    assert kept_an_hour == [] and abandoned.exists() and recent.exists()
+    os.utime(abandoned, (0, 0))
+    removed = lake.vacuum("t", retention_hours=0)
+    assert "data-killeddriver0000/" in removed and not abandoned.exists()
+    assert any(r.endswith(".parquet") for r in removed)  # version 0's files
+    assert sorted(r.sample_id for r in lake.read("t").collect()) == ["s00050", "s00051", "s00052"]
+    with pytest.raises(ValueError):
+        lake.vacuum("t", retention_hours=-1)

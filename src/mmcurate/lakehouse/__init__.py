@@ -119,6 +119,14 @@ class Lakehouse:
         """One row per commit, newest first: version, timestamp, operation, parameters, metrics."""
         return self.backend.history(_check_name(table))
 
+    def vacuum(self, table: str, retention_hours: int = 168) -> list[str]:
+        """Delete data files that no version within `retention_hours` reads, and folders left by
+        writes that never committed (a killed job). Time travel to versions older than that stops
+        working. Returns what was removed (embedded backend; the native one returns [])."""
+        if retention_hours < 0:
+            raise ValueError(f"retention_hours must be >= 0, got {retention_hours}")
+        return self.backend.vacuum(_check_name(table), retention_hours)
+
     def register_views(self, tables: Optional[list[str]] = None) -> list[str]:
         """Make tables queryable by bare name in `spark.sql` (temporary views of their latest version).
 

@@ -67,6 +67,8 @@ class Backend(Protocol):
 
     def history(self, table: str) -> DataFrame: ...
 
+    def vacuum(self, table: str, retention_hours: int) -> list[str]: ...
+
 
 def check_mode(mode: str) -> None:
     if mode not in WRITE_MODES:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from typing import Optional
 from urllib.parse import urlparse
@@ -128,6 +129,23 @@ class EmbeddedBackend:
             .drop("timestamp_ms")
             .orderBy(F.desc("version"))
         )
+
+    # -- maintenance ----------------------------------------------------------------------------
+    def vacuum(self, table: str, retention_hours: int) -> list[str]:
+        """Delete files no version newer than `retention_hours` needs, and the write folders of
+        commits that never happened (a killed driver's `data-*` folder), once that old."""
+        dt = self._require(table)
+        removed = dt.vacuum(retention_hours=retention_hours, dry_run=False, enforce_retention_duration=False,
+                            full=True)
+        live = {p.split("/", 1)[0] for p in pa.table(dt.get_add_actions(flatten=False)).column("path").to_pylist()}
+        cutoff_ns = (time.time() - retention_hours * 3600) * 1e9
+        for info in self.fs.get_file_info(pafs.FileSelector(self._fs_path(table))):
+            stale = info.mtime_ns is not None and info.mtime_ns < cutoff_ns
+            if info.type == pafs.FileType.Directory and info.base_name.startswith("data-") \
+                    and info.base_name not in live and stale:
+                self.fs.delete_dir(info.path)
+                removed.append(info.base_name + "/")
+        return sorted(removed)
 
     # -- write ----------------------------------------------------------------------------------
     def write(

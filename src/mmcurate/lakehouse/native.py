@@ -87,6 +87,11 @@ class NativeBackend:
             "timestamp",
         ).orderBy(F.desc("version"))
 
+    def vacuum(self, table: str, retention_hours: int) -> list[str]:
+        """Delta's VACUUM (the connector enforces its own minimum retention unless configured)."""
+        self._delta_table(table).vacuum(retention_hours)
+        return []
+
     def write(
         self,
         df: DataFrame,
