@@ -182,8 +182,8 @@ def ingest(
     if not files:
         raise FileNotFoundError(f"no {format} input files under {paths!r}")
     listing = spark.createDataFrame(list(enumerate(files)), "file_index long, path string")
-    # Spark's cache builds column batches of 10,000 rows by default: with image bytes in the rows
-    # that is gigabytes per batch. Materialise the parse now, in batches as small as ours.
+    # Both caches are built here, in column batches of CACHE_BATCH_ROWS rows: Spark's default of
+    # 10,000 rows is gigabytes per batch when rows carry image bytes (or megabyte paragraphs).
     with session_conf(spark, {"spark.sql.inMemoryColumnarStorage.batchSize": str(CACHE_BATCH_ROWS)}):
         union = (
             listing.repartitionByRange(len(files), "file_index")
@@ -191,16 +191,17 @@ def ingest(
             .persist(StorageLevel.DISK_ONLY)
         )
         union.count()
-    items_all = union.where("kind = 'item'")
-    docs = items_all.where("position = -1").select("sample_id", "origin", "source", "locator", "ordinal")
-    rank = Window.partitionBy("sample_id").orderBy("source", "ordinal")
-    losers = (
-        docs.withColumn("_rank", F.row_number().over(rank))
-        .withColumn("_first", F.first("origin").over(rank))
-        .where("_rank > 1")
-    )
-    items = items_all.join(losers.select("sample_id", "origin"), ["sample_id", "origin"], "left_anti")
-    items = _with_passthrough(items, spark, options).persist(StorageLevel.MEMORY_AND_DISK)  # read 3 times
+        items_all = union.where("kind = 'item'")
+        docs = items_all.where("position = -1").select("sample_id", "origin", "source", "locator", "ordinal")
+        rank = Window.partitionBy("sample_id").orderBy("source", "ordinal")
+        losers = (
+            docs.withColumn("_rank", F.row_number().over(rank))
+            .withColumn("_first", F.first("origin").over(rank))
+            .where("_rank > 1")
+        )
+        items = items_all.join(losers.select("sample_id", "origin"), ["sample_id", "origin"], "left_anti")
+        items = _with_passthrough(items, spark, options).persist(StorageLevel.MEMORY_AND_DISK)  # read 3 times
+        items.count()
 
     duplicates = losers.select(
         "source", "locator", F.lit(STAGE).alias("stage"), F.lit("duplicate_sample_id").alias("reason"),
