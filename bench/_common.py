@@ -34,3 +34,10 @@ def report(title: str, times: dict[str, float], baseline: str, goal: float | Non
     if goal is not None:
         print(f"  goal <= {goal:.2f}x: {'met' if worst <= goal else 'NOT met'}")
     return worst
+
+
+def run(main: Callable[[], None]) -> None:
+    """Run a benchmark's main and say how long the whole script took."""
+    started = time.perf_counter()
+    main()
+    print(f"(bench took {time.perf_counter() - started:.0f} s)")

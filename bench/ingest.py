@@ -18,12 +18,11 @@ import shutil
 import sys
 import tarfile
 import tempfile
-import time
 from multiprocessing import Pool
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import report, timed  # noqa: E402
+from _common import report, timed, run  # noqa: E402
 
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
@@ -151,6 +150,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    started = time.time()
-    main()
-    print(f"(bench took {time.time() - started:.0f} s)")
+    run(main)

@@ -14,10 +14,9 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import median_times, report  # noqa: E402
+from _common import median_times, report, run  # noqa: E402
 
 import pyarrow.parquet as pq  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
@@ -113,6 +112,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    started = time.time()
-    main()
-    print(f"(bench took {time.time() - started:.0f} s)")
+    run(main)

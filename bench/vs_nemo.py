@@ -42,6 +42,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(__file__))
 from ingest import write_shards  # noqa: E402
+from _common import run  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -290,6 +291,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    started = time.time()
-    main()
-    print(f"(bench took {time.time() - started:.0f} s)")
+    run(main)

@@ -9,6 +9,9 @@ is a missing member). A TIFF member holds one frame per image, taken in order (`
 """
 from __future__ import annotations
 
+import bz2
+import gzip
+import lzma
 import mimetypes
 import posixpath
 import tarfile
@@ -83,7 +86,7 @@ def _ends_cleanly(tar: tarfile.TarFile) -> bool:
     a file cut at a member boundary or inside a header for a normal end. Compressed tars are trusted
     (their decompressor reports truncation)."""
     fileobj = tar.fileobj
-    if type(fileobj).__module__.startswith(("gzip", "bz2", "lzma", "tarfile")):
+    if isinstance(fileobj, (gzip.GzipFile, bz2.BZ2File, lzma.LZMAFile)):
         return True
     fileobj.seek(tar.offset)
     tail = fileobj.read(2 * tarfile.BLOCKSIZE)
