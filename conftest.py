@@ -24,14 +24,27 @@ def spark():
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
+    """The shared sample data next to the repository; its absence fails the test (never a silent skip)."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared sample data not found at {SHARED_DATA}")
+        pytest.fail(f"shared sample data not found at {SHARED_DATA} (see README: Test)")
     return SHARED_DATA
 
 
 @pytest.fixture(scope="session")
 def test_data() -> Path:
     return TEST_DATA
+
+
+@pytest.fixture(scope="session")
+def photo_jpg(test_data) -> bytes:
+    """A real 512x512 photograph (OpenCV's baboon.jpg): sharp, no QR code."""
+    return (test_data / "images" / "baboon.jpg").read_bytes()
+
+
+@pytest.fixture(scope="session")
+def truncated_jpg(test_data) -> bytes:
+    """Pillow's truncated JPEG test file: the header reads, the pixels do not decode."""
+    return (test_data / "images" / "truncated_jpeg.jpg").read_bytes()
 
 
 @pytest.fixture(scope="session")

@@ -29,7 +29,7 @@ from _common import median_times, report  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 from webdataset import TarWriter  # noqa: E402
 
-from mmcurate.io.parquet_writer import interleaved_rows  # noqa: E402
+from mmcurate.io.nemo import interleaved_rows  # noqa: E402
 from mmcurate.io.webdataset_writer import shard_of, write_webdataset  # noqa: E402
 from mmcurate.schema import IMAGES, ITEMS  # noqa: E402
 from mmcurate.spark import get_spark  # noqa: E402

@@ -1,7 +1,9 @@
-"""spark-submit entry point: score items and images, apply a recipe, write curated_items and drops.
+"""spark-submit entry point: apply a recipe to items and signal tables, write curated_items and its drops rows.
 
     spark-submit jobs/select_items.py --lakehouse /data/lake --recipe nemo_default
-    spark-submit jobs/select_items.py --lakehouse /data/lake --recipe my_recipe.yaml --reuse-scores
+    spark-submit jobs/select_items.py --lakehouse /data/lake --recipe my_recipe.yaml
+
+It computes nothing: run jobs/annotate.py first for the signal tables the recipe reads.
 
 (Not named select.py: a script's folder leads sys.path, and that name would shadow the standard
 library's `select` module.)

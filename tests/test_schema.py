@@ -3,9 +3,7 @@ import pytest
 from chispa import assert_df_equality
 
 from mmcurate.schema import (
-    ITEMS,
     SchemaError,
-    conform,
     drop_orphan_metadata,
     renumber_positions,
     require_columns,
@@ -60,10 +58,3 @@ def test_valid_item_matches_nemo_basic_validity(spark):
         "modality string, position int",
     )
     assert [r.ok for r in df.select(valid_item().alias("ok")).collect()] == [True, False, True, False, False, False]
-
-
-def test_conform_casts_fills_and_keeps_passthrough(spark):
-    df = spark.createDataFrame([("s", 0, "text", "x", "https://a")], "sample_id string, position long, modality string, text_content string, url string")
-    out = conform(df, ITEMS)
-    assert out.columns == list(ITEMS.fieldNames()) + ["url"]
-    assert dict(out.dtypes)["position"] == "int" and out.first().image_id is None

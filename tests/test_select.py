@@ -1,19 +1,14 @@
-"""Recipes: predicate validation, NeMo's item-drop semantics, the drop ledger and its invariants, packaged recipes end to end."""
-import os
-import subprocess
-import sys
+"""Recipes: predicate validation, table planning, NeMo's item-drop semantics, kept counts, the ledger and its invariants."""
 from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
 
-from mmcurate.annotate.image_scores import ImageScores
-from mmcurate.annotate.text_scores import ParagraphScores, SampleScores
+from mmcurate.annotate import STAGES
+from mmcurate.annotate.text_scores import SampleCounts
 from mmcurate.annotate.text_signals import OBELICS_DOCUMENT, OBELICS_PARAGRAPH
 from mmcurate.images import sha256_hex
-from mmcurate.lakehouse import Lakehouse
-from mmcurate.pipeline import run_select
-from mmcurate.select import DROPS, Recipe, RecipeError, Rule, packaged_recipes
+from mmcurate.select import DROPS, Recipe, RecipeError, Rule, SignalTable, packaged_recipes
 
 REPO = Path(__file__).resolve().parents[1]
 ITEMS = "sample_id string, position int, modality string, text_content string, image_id string, image_url string"
@@ -29,14 +24,8 @@ NEMO_RULES = ("decodable", "blur", "qrcode")
 
 
 @pytest.fixture(scope="module")
-def blobs(shared_data, solid_png, qr_png) -> dict[str, bytes]:
-    images = shared_data / "images"
-    return {
-        "photo": (images / "opencv_debian/baboon.jpg").read_bytes(),
-        "solid": solid_png(200, 200),
-        "qr": qr_png,
-        "truncated": (images / "pillow_tests/truncated_jpeg.jpg").read_bytes(),
-    }
+def blobs(photo_jpg, truncated_jpg, solid_png, qr_png) -> dict[str, bytes]:
+    return {"photo": photo_jpg, "solid": solid_png(200, 200), "qr": qr_png, "truncated": truncated_jpg}
 
 
 @pytest.fixture(scope="module")
@@ -68,14 +57,11 @@ def corpus(spark, blobs):
     ]
     items = spark.createDataFrame(rows, ITEMS)
     images = spark.createDataFrame([(sha256_hex(b), b) for b in blobs.values()], "image_id string, binary_content binary")
-    scores = {
-        "image_scores": images.transform(ImageScores()).cache(),
-        "sample_scores": items.transform(SampleScores()).cache(),
-        "paragraph_scores": items.transform(ParagraphScores()).cache(),
-    }
-    yield {"items": items, "images": images, **scores}
-    for table in scores.values():
-        table.unpersist()
+    tables = [SignalTable(name, cls.key, (images if cls.input == "images" else items).transform(cls()).cache())
+              for name, cls in STAGES.items()]
+    yield {"items": items, "images": images, "tables": tables, **{t.name: t.df for t in tables}}
+    for table in tables:
+        table.df.unpersist()
 
 
 def image_recipe(*names: str, **predicates: str) -> Recipe:
@@ -86,12 +72,11 @@ def image_recipe(*names: str, **predicates: str) -> Recipe:
 
 
 def apply(recipe: Recipe, corpus):
-    return recipe.apply(
-        corpus["items"],
-        image_scores=corpus["image_scores"],
-        sample_scores=corpus["sample_scores"],
-        paragraph_scores=corpus["paragraph_scores"],
-    ).persist()
+    return recipe.apply(corpus["items"], corpus["tables"]).persist()
+
+
+def only(corpus, *names: str) -> list[SignalTable]:
+    return [t for t in corpus["tables"] if t.name in names]
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +122,7 @@ def test_packaged_recipes_load_with_a_source_for_every_rule():
         ("decodable", "image", "decode_ok"),
         ("blur", "image", "sharpness >= 100"),
         ("qrcode", "image", "qr_area_ratio < 0.05"),
-        ("image_text_ratio", "sample", "image_text_ratio BETWEEN 0.001 AND 0.1"),
+        ("image_text_ratio", "sample", "kept_image_text_ratio BETWEEN 0.001 AND 0.1"),
     ]
     obelics = Recipe.from_yaml("obelics")
     assert {r.level for r in obelics.rules} == {"image", "text", "sample"}
@@ -201,28 +186,58 @@ def test_unknown_recipe_name_lists_the_packaged_ones():
         ("image", "EXISTS (VALUES 1)", "subqueries are not allowed"),
         ("image", "rand() < 0.5", "rand\\(\\) is not allowed"),
         ("image", "reflect('java.lang.System', 'exit', 0) IS NULL", "reflect\\(\\) is not allowed"),
-        ("sample", "modality = 'text'", "UNRESOLVED_COLUMN"),  # sample rules see sample_scores only
-        ("text", "word_count >= 4", "pass paragraph_scores"),
+        ("sample", "modality = 'text'", "UNRESOLVED_COLUMN"),  # sample rules see sample-keyed tables only
+        ("text", "word_count >= 4", "column of table 'paragraph_scores', which is missing: run the annotate stage "
+                                    "'paragraph_scores' first"),
+        ("sample", "lang = 'en'", "table 'document_scores', which is missing"),
     ],
 )
 def test_invalid_predicates_name_the_rule(spark, corpus, level, predicate, message):
     recipe = Recipe("bad", "1", (Rule("fine", "image", "decode_ok"), Rule("culprit", level, predicate)))
     with pytest.raises(RecipeError, match=f"rule 'culprit'.*{message}"):
-        recipe.validate(corpus["items"], image_scores=corpus["image_scores"], sample_scores=corpus["sample_scores"])
+        recipe.validate(corpus["items"], only(corpus, "image_scores", "sample_counts"))
+
+
+def test_invalid_details_are_refused(corpus):
+    for detail, message in (("rand()", "rand\\(\\) is not allowed"), ("nope", "UNRESOLVED_COLUMN"),
+                            ("max(sharpness)", "INVALID_WHERE_CONDITION")):
+        recipe = Recipe("bad", "1", (Rule("culprit", "image", "decode_ok", detail=detail),))
+        with pytest.raises(RecipeError, match=f"rule 'culprit'.*detail.*{message}"):
+            recipe.validate(corpus["items"], only(corpus, "image_scores"))
+
+
+def test_a_column_in_two_tables_is_an_error_naming_both(spark, corpus):
+    extra = SignalTable("clip_scores", ("image_id",), corpus["image_scores"].select("image_id", "sharpness"))
+    recipe = Recipe("two", "1", (Rule("blur", "image", "sharpness >= 100"),))
+    with pytest.raises(RecipeError, match="column 'sharpness' is in both image_scores and clip_scores"):
+        recipe.validate(corpus["items"], [*only(corpus, "image_scores"), extra])
+    # the same column in items and a table is ambiguous too; a column no rule reads is not
+    shadow = SignalTable("urls", ("sample_id", "position"), corpus["items"].select("sample_id", "position", "image_url"))
+    with pytest.raises(RecipeError, match="column 'image_url' is in both items and urls"):
+        Recipe("u", "1", (Rule("url", "image", "image_url IS NULL"),)).validate(corpus["items"], [shadow])
+    recipe.validate(corpus["items"], [*only(corpus, "image_scores"), shadow])
+
+
+def test_only_the_tables_a_recipe_reads_are_joined(corpus):
+    nemo = Recipe.from_yaml("nemo_default")
+    plan = nemo.plan(corpus["items"], corpus["tables"])
+    assert {level: [(t.name, cols) for t, cols in tables] for level, tables in plan.items()} == {
+        "image": [("image_scores", ["decode_ok", "sharpness", "qr_area_ratio"])], "text": [], "sample": []}
+    obelics = Recipe.from_yaml("obelics").plan(corpus["items"], corpus["tables"])
+    assert [t.name for t, _ in obelics["text"]] == ["paragraph_scores"]
+    assert [t.name for t, _ in obelics["sample"]] == ["document_scores"]  # document_images reads kept_images
 
 
 def test_the_recipe_in_the_docs_is_valid(tmp_path, corpus):
     page = (REPO / "docs" / "selection.md").read_text()
     path = tmp_path / "doc.yaml"
     path.write_text(page.split("```yaml\n", 1)[1].split("```", 1)[0])
-    Recipe.from_yaml(path).validate(
-        corpus["items"], image_scores=corpus["image_scores"], sample_scores=corpus["sample_scores"]
-    )
+    Recipe.from_yaml(path).validate(corpus["items"], corpus["tables"])
 
 
 def test_quoted_words_and_comments_are_not_mistaken_for_sql(corpus):
     rule = Rule("named", "image", "image_url IS NULL OR image_url != 'select * from values' -- rand() table")
-    Recipe("ok", "1", (rule,)).validate(corpus["items"], image_scores=corpus["image_scores"])
+    Recipe("ok", "1", (rule,)).validate(corpus["items"], only(corpus, "image_scores"))
 
 
 # --- semantics ---------------------------------------------------------------------------------
@@ -317,7 +332,8 @@ def test_image_to_text_ratio_matches_nemo(spark):
         # one recipe for all cases: each rule judges its own sample only
         rules.append(Rule(sid, "sample", f"sample_id != '{sid}' OR image_text_ratio BETWEEN {lo} AND {hi}"))
     items = spark.createDataFrame(rows, ITEMS)
-    selection = Recipe("ratio", "1", tuple(rules)).apply(items, sample_scores=items.transform(SampleScores()))
+    counts = SignalTable("sample_counts", ("sample_id",), items.transform(SampleCounts()))
+    selection = Recipe("ratio", "1", tuple(rules)).apply(items, [counts])
     kept = {r.sample_id for r in selection.curated.select("sample_id").distinct().collect()}
     assert kept == {f"case{c}" for c, case in enumerate(NEMO_RATIO_CASES) if case[3]}
 
@@ -328,68 +344,73 @@ def test_metadata_only_sample_disappears_as_orphan(spark):
     assert [(d.sample_id, d.position, d.rule) for d in drops] == [("m", -1, "empty_after_filtering")]
 
 
-# --- end to end through the lakehouse ----------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def lake(spark, corpus, tmp_path_factory):
-    lake = Lakehouse.open(spark, str(tmp_path_factory.mktemp("lake")), backend="embedded")
-    lake.write(corpus["items"], "items", mode="overwrite")
-    lake.write(corpus["images"], "images", mode="overwrite")
-    return lake
-
-
-def test_packaged_recipes_run_end_to_end(lake):
-    n_items = lake.read("items").count()
-    nemo = run_select(lake, "nemo_default")
-    # NeMo's rules read no text signal: those (Python-heavy) scores are not computed
-    assert {"image_scores", "sample_scores", "curated_items", "drops"} <= set(lake.tables())
-    assert "paragraph_scores" not in lake.tables() and "lang" not in lake.read("sample_scores").columns
-    assert lake.read("curated_items").count() == check_invariants(nemo, n_items)[-1].kept
-    assert layout(nemo.curated, "doc") == [(-1, "metadata"), (0, "text"), (1, "image"), (2, "text"), (3, "text")]
-    assert {r.recipe for r in lake.read("drops").select("recipe").distinct().collect()} == {"nemo_default"}
-
-    # OBELICS reads text signals: rescore=False cannot reuse the count-only tables, so they are computed
-    obelics = run_select(lake, Recipe.from_yaml("obelics"), rescore=False)
-    assert "paragraph_scores" in lake.tables() and "lang" in lake.read("sample_scores").columns
-    check_invariants(obelics, n_items)
-    assert {r.recipe for r in lake.read("drops").select("recipe").distinct().collect()} == {"obelics"}
-    kept = {(r.sample_id, r.position, r.modality) for r in obelics.curated.collect()}
-    # OBELICS has no blur rule: the solid 200x200 PNG stays, and so do the three paragraphs
-    assert layout(obelics.curated, "doc") == layout(lake.read("items"), "doc")
-    assert not any(k[0] == "text_only" for k in kept)  # OBELICS: 1..30 images per document
-    assert ("url_only", 0, "text") in kept  # its one image counts on the input, though the image is dropped
-
-    # now every table is there: retuning nemo_default decodes nothing again
-    scored = {t: lake.version(t) for t in ("image_scores", "sample_scores", "paragraph_scores")}
-    again = run_select(lake, "nemo_default", rescore=False)
-    assert {t: lake.version(t) for t in scored} == scored
-    assert again.curated.count() == nemo.curated.count()
-
-
-def test_select_job_refuses_an_unknown_recipe_before_starting_spark():
-    done = subprocess.run([sys.executable, str(REPO / "jobs" / "select_items.py"), "--lakehouse", "unused", "--recipe", "nope"],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2 and "no packaged recipe of that name" in done.stderr
-
-
-@pytest.mark.slow
-def test_select_job_runs_under_a_fresh_interpreter(lake):
-    env = {**os.environ, "MMCURATE_SPARK_MASTER": "local[2]", "PYSPARK_PYTHON": sys.executable}
-    done = subprocess.run(
-        [sys.executable, str(REPO / "jobs" / "select_items.py"), "--lakehouse", lake.backend.root, "--recipe", "nemo_default",
-         "--reuse-scores"],
-        capture_output=True, text=True, env=env, timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "recipe nemo_default version 1" in done.stdout
-    assert "empty_after_filtering" in done.stdout and "total" in done.stdout
-
-
 def test_nan_scores_are_dropped_as_null_not_kept(spark, corpus):
     # Spark orders NaN above every number: unhandled, `sharpness >= 100` would keep a NaN score
     nan_scores = corpus["image_scores"].selectExpr("image_id", "CAST('NaN' AS double) AS sharpness")
     recipe = Recipe("nan", "1", (Rule("blur", "image", "sharpness >= 100"),))
-    selection = recipe.apply(corpus["items"], image_scores=nan_scores)
+    selection = recipe.apply(corpus["items"], [SignalTable("image_scores", ("image_id",), nan_scores)])
     drops = {(r.sample_id, r.position): r.reason for r in selection.drops.collect()}
     assert drops[("doc", 1)] == "predicate_null"
     assert selection.curated.where("modality = 'image'").count() == 0
+
+
+# --- sample rules see what the item rules kept: NeMo's stage order in one pass ----------------------
+
+def nemo_sequential(rows, scores: dict, blur=100.0, qr=0.05, ratio=(0.001, 0.1)) -> list[tuple]:
+    """NeMo Curator's interleaved filters run one after another, in plain Python: invalid rows out, blur, QR,
+    the image-to-text ratio over what is left, orphan metadata out, content positions renumbered."""
+    def valid(r):
+        return (r.modality == "metadata" and r.position == -1) or (r.modality in ("text", "image") and r.position >= 0)
+
+    def image_passes(r, test):
+        s = scores.get(r.image_id)  # no bytes: NeMo's filters drop the row
+        return r.modality != "image" or (s is not None and s["decode_ok"] and test(s))
+
+    rows = [r for r in rows if valid(r)]
+    rows = [r for r in rows if image_passes(r, lambda s: s["sharpness"] >= blur)]
+    rows = [r for r in rows if image_passes(r, lambda s: s["qr_area_ratio"] < qr)]
+    samples = {r.sample_id for r in rows}
+    images = {s: sum(r.modality == "image" for r in rows if r.sample_id == s) for s in samples}
+    words = {s: sum(len(str(r.text_content or "").split()) for r in rows if r.sample_id == s and r.modality == "text")
+             for s in samples}
+    rows = [r for r in rows if ratio[0] <= images[r.sample_id] / max(words[r.sample_id], 1) <= ratio[1]]
+    content = {r.sample_id for r in rows if r.modality != "metadata"}
+    rows = sorted((r for r in rows if r.sample_id in content), key=lambda r: (r.sample_id, r.position))
+    out, nxt = [], {}
+    for r in rows:
+        position = -1 if r.modality == "metadata" else nxt.setdefault(r.sample_id, 0)
+        if r.modality != "metadata":
+            nxt[r.sample_id] += 1
+        out.append((r.sample_id, position, r.modality, r.text_content, r.image_id))
+    return out
+
+
+def test_nemo_stage_order_in_one_select(spark, corpus, blobs):
+    from mmcurate.annotate.image_signals import image_signals
+
+    photo, solid = sha256_hex(blobs["photo"]), sha256_hex(blobs["solid"])
+    long_text, short_text = " ".join(["word"] * 1200), " ".join(["word"] * 20)
+    extra = [  # the image-to-text ratio changes sides once blur has dropped the solid images
+        ("pruned", 0, "text", long_text, None, None), ("pruned", 1, "image", None, photo, None),
+        ("pruned", 2, "image", None, solid, None),  # 2/1200 in range on the input, 1/1200 after blur: dropped
+        ("crowded", 0, "text", short_text, None, None), ("crowded", 1, "image", None, photo, None),
+        ("crowded", 2, "image", None, solid, None), ("crowded", 3, "image", None, solid, None),  # 3/20 -> 1/20: kept
+    ]
+    items = corpus["items"].unionByName(spark.createDataFrame(extra, ITEMS))
+    scores = {sha256_hex(b): image_signals(b) for b in blobs.values()}
+    expected = nemo_sequential(items.collect(), scores)
+    assert {e[0] for e in expected} >= {"crowded"} and "pruned" not in {e[0] for e in expected}
+
+    selection = Recipe.from_yaml("nemo_default").apply(items, only(corpus, "image_scores"))
+    got = sorted((r.sample_id, r.position, r.modality, r.text_content, r.image_id) for r in selection.curated.collect())
+    assert got == expected
+    ratio_drops = {(r.sample_id, r.detail) for r in selection.drops.where("rule = 'image_text_ratio'").collect()}
+    assert ("pruned", "1 images / 1200 words") in ratio_drops
+    assert ("crowded", "1 images / 20 words") not in ratio_drops
+
+
+def test_details_record_the_failing_value(image_rules):
+    details = {(r.sample_id, r.position): (r.rule, r.detail) for r in image_rules.drops.collect()}
+    assert details[("doc", 3)] == ("blur", "0.0")  # nemo_default's blur rule records the sharpness
+    assert details[("invalid", 1)] == ("valid_item", "audio at position 1")
+    assert details[("broken", 0)] == ("decodable", None)  # a rule without a detail expression

@@ -7,11 +7,11 @@ import sys
 from typing import Callable, Optional
 
 
-def _lakehouse(args, conf: Optional[dict] = None):
+def _lakehouse(args):
     from mmcurate.lakehouse import Lakehouse
     from mmcurate.spark import get_spark
 
-    return Lakehouse.open(get_spark(master=args.master, conf=conf), args.lakehouse, backend=args.backend)
+    return Lakehouse.open(get_spark(master=args.master), args.lakehouse, backend=args.backend)
 
 
 def _print(df, limit: int, as_json: bool, truncate: int) -> None:
@@ -50,8 +50,8 @@ def cmd_history(args) -> int:
 
 
 def cmd_ingest(args) -> int:
+    from mmcurate import steps
     from mmcurate.io.documents import ReaderOptions
-    from mmcurate.io.ingest import ingest_to_lakehouse
 
     options = ReaderOptions(
         fields=tuple(args.fields.split(",")) if args.fields else None,
@@ -59,7 +59,7 @@ def cmd_ingest(args) -> int:
         per_image_fields=tuple(args.per_image_fields.split(",")) if args.per_image_fields else (),
         per_text_fields=tuple(args.per_text_fields.split(",")) if args.per_text_fields else (),
     )
-    summary = ingest_to_lakehouse(
+    summary = steps.ingest(
         _lakehouse(args), args.input, args.format, options,
         app_id=args.app_id, app_version=args.app_version,
     )
@@ -67,17 +67,55 @@ def cmd_ingest(args) -> int:
     return 0
 
 
+def _stage_specs(args) -> list:
+    """The stages `annotate` runs: --stages names, a --config file's `stages:` list, or what --recipe reads."""
+    import yaml
+
+    from mmcurate import steps
+    from mmcurate.annotate import STAGES, build_stage
+
+    specs: list = []
+    if args.stages:
+        specs += [build_stage(name.strip()) for name in args.stages.split(",") if name.strip()]
+    if args.config:
+        with open(args.config, encoding="utf-8") as f:
+            config = yaml.safe_load(f) or {}
+        listed = config.get("stages") if isinstance(config, dict) else None
+        if not isinstance(listed, list):
+            raise ValueError(f"{args.config}: expected a mapping with a 'stages' list")
+        specs += [build_stage(spec) for spec in listed]
+    if args.recipe:
+        specs += steps.stages_for(args.recipe)
+    if not (args.stages or args.config or args.recipe):
+        specs = [cls() for cls in STAGES.values()]
+    unique = {}
+    for stage in specs:
+        unique.setdefault(stage.name, stage)
+    return list(unique.values())
+
+
+def cmd_annotate(args) -> int:
+    from mmcurate import steps
+    from mmcurate.select import RecipeError
+    from mmcurate.stage import MissingDependencyError
+
+    try:
+        stages = _stage_specs(args)  # a bad stage list or recipe fails before Spark starts
+    except (ValueError, RecipeError, MissingDependencyError, OSError) as e:
+        print(f"annotate: {e}", file=sys.stderr)
+        return 2
+    for done in steps.annotate(_lakehouse(args), stages):
+        print(json.dumps(done.as_dict(), sort_keys=True))
+    return 0
+
+
 def cmd_select(args) -> int:
-    from mmcurate.annotate.image_scores import ImageScores
-    from mmcurate.pipeline import run_select
+    from mmcurate import steps
     from mmcurate.select import Recipe, RecipeError
 
     try:
         recipe = Recipe.from_yaml(args.recipe)  # a malformed recipe fails before Spark starts
-        image_stage = ImageScores()
-        # the command owns its session: cap Arrow batches of image bytes at the stage's batch size
-        lake = _lakehouse(args, conf=image_stage.spark_conf)
-        selection = run_select(lake, recipe, image_stage=image_stage, rescore=not args.reuse_scores)
+        selection = steps.select(_lakehouse(args), recipe, curated_table=args.curated_table)
     except RecipeError as e:
         print(f"select: {e}", file=sys.stderr)
         return 2
@@ -87,20 +125,19 @@ def cmd_select(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from mmcurate.io.parquet_writer import write_parquet
-    from mmcurate.io.webdataset_writer import write_webdataset
+    from mmcurate import steps
 
-    lake = _lakehouse(args)
-    items, images = lake.read(args.table), lake.read("images")
+    options = {"overwrite": args.overwrite}
     if args.format == "parquet":
-        write_parquet(items, images, args.out, rows_per_file=args.rows_per_file, overwrite=args.overwrite)
+        options["rows_per_file"] = args.rows_per_file
+    else:
+        options.update(samples_per_shard=args.samples_per_shard, shard_bytes=args.shard_bytes, prefix=args.prefix,
+                       seed=args.seed)
+    manifest = steps.export(_lakehouse(args), args.out, format=args.format, table=args.table, **options)
+    if manifest is None:
         print(f"wrote NeMo interleaved Parquet to {args.out}")
-        return 0
-    manifest = write_webdataset(
-        items, images, args.out, samples_per_shard=args.samples_per_shard, shard_bytes=args.shard_bytes,
-        prefix=args.prefix, seed=args.seed, overwrite=args.overwrite,
-    )
-    _print(manifest, 10_000, args.json, 0)
+    else:
+        _print(manifest, 10_000, args.json, 0)
     return 0
 
 
@@ -116,8 +153,9 @@ def cmd_demo(args) -> int:
 
 
 COMMANDS: dict[str, tuple[Callable, str]] = {
-    "demo": (cmd_demo, "run ingest -> scores -> selection -> WebDataset export on the packaged sample data"),
-    "select": (cmd_select, "score items and images, apply a recipe, write curated_items and the drops ledger"),
+    "demo": (cmd_demo, "run ingest -> annotate -> select -> WebDataset export on the packaged sample data"),
+    "annotate": (cmd_annotate, "compute signal tables (only for keys they lack): --stages, --config or --recipe"),
+    "select": (cmd_select, "apply a recipe to items and signal tables; write curated_items and its drops ledger rows"),
     "export": (cmd_export, "write a table of items (curated_items by default) as WebDataset shards or Parquet"),
     "ingest": (cmd_ingest, "read source files into the lakehouse's items, images and quarantine tables"),
     "sql": (cmd_sql, "run a SQL query with every lakehouse table visible by name"),
@@ -149,9 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--app-id", default=None, help="idempotent commits: application id (with --app-version)")
     p.add_argument("--app-version", type=int, default=None)
 
+    p = sub.add_parser("annotate", parents=[common], help=COMMANDS["annotate"][1])
+    p.add_argument("--stages", default=None, help="comma-separated stage names (default: every catalogued stage)")
+    p.add_argument("--config", default=None, help="YAML file with a 'stages' list of names or {stage: name, ...params}")
+    p.add_argument("--recipe", default=None, help="also run the stages this recipe's rules read")
+
     p = sub.add_parser("select", parents=[common], help=COMMANDS["select"][1])
     p.add_argument("--recipe", required=True, help="packaged recipe (nemo_default, obelics) or a YAML path")
-    p.add_argument("--reuse-scores", action="store_true", help="keep score tables already in the lakehouse")
+    p.add_argument("--curated-table", default="curated_items", help="table the kept items go to")
 
     p = sub.add_parser("export", parents=[common], help=COMMANDS["export"][1])
     p.add_argument("--out", required=True, help="output directory (local path or fsspec URI)")

@@ -103,21 +103,6 @@ def require_columns(df: DataFrame, spec: ColumnSpec, where: str = "input") -> Da
     return df
 
 
-def conform(df: DataFrame, schema: T.StructType, keep_extra: bool = True) -> DataFrame:
-    """Cast the columns of `schema` to their declared types (adding absent nullable ones as nulls),
-    put them first in declared order, and keep any other columns after them as passthrough."""
-    present = set(df.columns)
-    absent_required = [f.name for f in schema.fields if f.name not in present and not f.nullable]
-    if absent_required:
-        require_columns(df, [f.name for f in schema.fields if not f.nullable], where="conform")
-    core = [
-        (F.col(f"`{f.name}`") if f.name in present else F.lit(None)).cast(f.dataType).alias(f.name)
-        for f in schema.fields
-    ]
-    extra = [F.col(f"`{c}`") for c in df.columns if c not in schema.fieldNames()] if keep_extra else []
-    return df.select(*core, *extra)
-
-
 def renumber_positions(items: DataFrame) -> DataFrame:
     """Make content positions gap-free (0..n-1) per sample, keeping their order; metadata rows stay -1.
 

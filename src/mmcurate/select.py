@@ -1,12 +1,13 @@
-"""Selection: a recipe of SQL predicates over score tables decides which items stay; a ledger says why the rest went.
+"""Selection: a recipe of SQL predicates over signal tables decides which items stay; a ledger says why the rest went.
 
 A row is kept iff every rule that applies to it evaluates to TRUE; FALSE and NULL both drop it
-(NULL: a score the rule reads is missing, e.g. an undecodable or URL-only image). Rules never
-depend on each other, so their order cannot change the kept set; the ledger names, for each
-dropped item, the first rule in recipe order that did not hold. See docs/selection.md.
+(NULL: a signal the rule reads is missing, e.g. an undecodable or URL-only image). Item rules never
+depend on each other; sample rules see the input's signals and `kept_*` counts of what the item
+rules kept, so their order cannot change the kept set. The ledger names, for each dropped item,
+the first rule in recipe order that did not hold. See docs/selection.md.
 
 >>> recipe = Recipe.from_yaml("nemo_default")
->>> selection = recipe.apply(items, image_scores=image_scores, sample_scores=sample_scores)
+>>> selection = recipe.apply(items, [SignalTable("image_scores", ("image_id",), image_scores)])
 >>> selection.summary.show(); selection.drops.groupBy("rule").count().show()
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from functools import reduce
 from importlib.resources import files
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Optional
 
 import yaml
 from pyspark import StorageLevel
@@ -25,7 +26,9 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from mmcurate.annotate.text_scores import whitespace_words
 from mmcurate.schema import renumber_positions, require_columns, valid_item
+from mmcurate.stage import IMAGE_KEY, ITEM_KEY, SAMPLE_KEY
 
 LEVELS = ("image", "text", "sample")
 STAGE = "select"
@@ -43,18 +46,33 @@ DROPS = T.StructType(
         T.StructField("stage", T.StringType(), False),
         T.StructField("rule", T.StringType(), False),
         T.StructField("reason", T.StringType(), False),
+        T.StructField("detail", T.StringType(), True),
         T.StructField("recipe", T.StringType(), False),
         T.StructField("recipe_version", T.StringType(), False),
     ]
 )
-"""The ledger: one row per dropped input item, at its input position; input items = kept + these."""
+"""The ledger: one row per dropped input item, at its input position; input items = kept + these.
+`detail` is the failing rule's `detail` expression on that item (e.g. the score), null without one."""
+
+LEVEL_KEYS = {"image": (IMAGE_KEY, ITEM_KEY), "text": (ITEM_KEY,), "sample": (SAMPLE_KEY,)}
+"""The keys of the tables each level's rules can read: image items join image_id- and item-keyed tables."""
+
+KEPT = T.StructType(
+    [
+        T.StructField("kept_images", T.LongType(), False),
+        T.StructField("kept_texts", T.LongType(), False),
+        T.StructField("kept_words", T.LongType(), False),
+        T.StructField("kept_image_text_ratio", T.DoubleType(), False),
+    ]
+)
+"""What sample rules see of the item rules' outcome, per sample: image and text items kept, words in the kept
+texts (Python's `str.split()`), and NeMo's image-to-text ratio over them (`kept_images / max(kept_words, 1)`)."""
+KEPT_SOURCE = "kept counts"
 
 _RECIPES = files("mmcurate") / "recipes"
-_SCORE_TABLES = {"image": "image_scores", "text": "paragraph_scores", "sample": "sample_scores"}
-_SCORE_KEYS = {"image": ["image_id"], "text": ["sample_id", "position"], "sample": ["sample_id"]}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_RULE_KEYS = {"name", "level", "predicate", "description", "source"}
-_RECIPE_KEYS = {"name", "version", "description", "rules"}
+_RULE_KEYS = {"name", "level", "predicate", "detail", "description", "source"}
+_RECIPE_KEYS = {"name", "version", "description", "rules", "tables"}
 # Lexemes of a predicate: comments and quoted text are skipped, so only bare words are checked.
 _LEXEMES = re.compile(
     r"--[^\n]*|/\*.*?\*/|'(?:\\.|[^'\\])*'|\"(?:\\.|[^\"\\])*\"|`(?:``|[^`])*`"
@@ -70,8 +88,8 @@ _DENIED_CALLS = frozenset(  # results that change between runs, or that call int
     }
 )
 # Working columns: the whole item as a struct, its sample_id on top (so one hash partitioning serves the sample
-# join and both windows), and the first failing check.
-_ITEM, _SID, _DROP = "_sel_item", "_sel_sample_id", "_sel_drop"
+# joins and the windows), the first failing item check, and the first failing check.
+_ITEM, _SID, _ITEM_DROP, _DROP = "_sel_item", "_sel_sample_id", "_sel_item_drop", "_sel_drop"
 
 
 class RecipeError(ValueError):
@@ -80,10 +98,11 @@ class RecipeError(ValueError):
 
 @dataclass(frozen=True)
 class Rule:
-    """One keep-condition: `predicate` (Spark SQL, TRUE = keep) evaluated per row of its level's table.
+    """One keep-condition: `predicate` (Spark SQL, TRUE = keep) evaluated per row of its level.
 
-    level: "image" (image items joined with image_scores), "text" (text items joined with
-    paragraph_scores) or "sample" (sample_scores; a failure drops the whole sample).
+    level: "image" (image items with the image_id- and item-keyed signal tables), "text" (text items
+    with the item-keyed tables) or "sample" (sample-keyed tables and the `kept_*` counts; a failure
+    drops the whole sample). detail: an optional SQL expression recorded in the ledger per drop.
     """
 
     name: str
@@ -91,6 +110,7 @@ class Rule:
     predicate: str
     description: str = ""
     source: str = ""
+    detail: Optional[str] = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not _NAME.match(self.name) or self.name in _RESERVED_NAMES:
@@ -99,6 +119,32 @@ class Rule:
             raise RecipeError(f"rule {self.name!r}: level must be one of {LEVELS}, got {self.level!r}")
         if not isinstance(self.predicate, str) or not self.predicate.strip():
             raise RecipeError(f"rule {self.name!r}: predicate must be a non-empty SQL expression")
+        if self.detail is not None and (not isinstance(self.detail, str) or not self.detail.strip()):
+            raise RecipeError(f"rule {self.name!r}: detail must be a non-empty SQL expression when given")
+
+    def columns(self) -> set[str]:
+        """The bare words of the predicate and detail (lower case): the columns they may read."""
+        return _words(self.predicate) | (_words(self.detail) if self.detail else set())
+
+
+def _words(expression: str) -> set[str]:
+    """Identifiers outside strings and comments that are not calls, and backquoted names, lower-cased."""
+    found = set()
+    for lexeme in _LEXEMES.finditer(expression):
+        if lexeme.group("word") and not lexeme.group("call"):
+            found.add(lexeme.group("word").lower())
+        elif lexeme.group(0).startswith("`"):
+            found.add(lexeme.group(0)[1:-1].replace("``", "`").lower())
+    return found
+
+
+@dataclass(frozen=True)
+class SignalTable:
+    """A table rules can read: its `name`, the `key` it is unique on, and its rows (`df`)."""
+
+    name: str
+    key: tuple[str, ...]
+    df: DataFrame
 
 
 def _lexical_problem(predicate: str) -> Optional[str]:
@@ -137,12 +183,17 @@ class Selection:
 
 @dataclass(frozen=True)
 class Recipe:
-    """A named, versioned list of rules; `apply` turns items and score tables into a `Selection`."""
+    """A named, versioned list of rules; `apply` turns items and signal tables into a `Selection`.
+
+    tables: (name, key) of tables the recipe reads whose key no annotate stage recorded (tables
+    made with SQL, say); tables the annotate step wrote are found without it.
+    """
 
     name: str
     version: str
     rules: tuple[Rule, ...]
     description: str = ""
+    tables: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -153,6 +204,10 @@ class Recipe:
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise RecipeError(f"recipe {self.name!r}: rule names must be unique, repeated: {repeated}")
+        for table, key in self.tables:
+            if not _NAME.match(str(table)) or not key or not all(isinstance(k, str) and _NAME.match(k) for k in key):
+                raise RecipeError(f"recipe {self.name!r}: tables maps a table name to its key columns, "
+                                  f"got {table!r}: {key!r}")
 
     @classmethod
     def from_yaml(cls, source: str | Path) -> "Recipe":
@@ -173,12 +228,16 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Recipe":
-        """Build from the YAML structure: name, version, description?, rules: [{name, level, predicate, ...}]."""
+        """Build from the YAML structure: name, version, description?, tables?: {name: [key...]},
+        rules: [{name, level, predicate, detail?, description?, source?}]."""
         if not isinstance(data, dict) or not {"name", "version", "rules"} <= set(data):
             raise RecipeError("a recipe is a mapping with keys name, version and rules")
         _no_unknown_keys(data, _RECIPE_KEYS, f"recipe {data['name']!r}")
         if not isinstance(data["rules"], list):
             raise RecipeError(f"recipe {data['name']!r}: rules must be a list")
+        tables = data.get("tables") or {}
+        if not isinstance(tables, dict) or not all(isinstance(k, list) for k in tables.values()):
+            raise RecipeError(f"recipe {data['name']!r}: tables maps each table name to a list of key columns")
         rules = []
         for raw in data["rules"]:
             if not isinstance(raw, dict):
@@ -187,69 +246,99 @@ class Recipe:
             if not {"name", "level", "predicate"} <= set(raw):
                 raise RecipeError(f"rule {raw.get('name')!r}: name, level and predicate are required")
             rules.append(Rule(**raw))
-        return cls(data["name"], data["version"], tuple(rules), data.get("description", ""))
+        return cls(data["name"], data["version"], tuple(rules), data.get("description", ""),
+                   tuple((name, tuple(key)) for name, key in tables.items()))
 
-    def validate(
-        self,
-        items: DataFrame,
-        image_scores: Optional[DataFrame] = None,
-        sample_scores: Optional[DataFrame] = None,
-        paragraph_scores: Optional[DataFrame] = None,
-    ) -> None:
-        """Check every predicate against its level's joined table (Spark analysis only, no job); raise RecipeError."""
-        self._validate(_level_tables(items, image_scores, sample_scores, paragraph_scores))
+    def plan(self, items: DataFrame, tables: Iterable[SignalTable] = ()) -> dict[str, list[tuple[SignalTable, list[str]]]]:
+        """Per level, the tables its rules read and which of their columns, found from the rules' words.
 
-    def apply(
-        self,
-        items: DataFrame,
-        image_scores: Optional[DataFrame] = None,
-        sample_scores: Optional[DataFrame] = None,
-        paragraph_scores: Optional[DataFrame] = None,
-    ) -> Selection:
+        A level reads the tables whose key it has (`LEVEL_KEYS`); a column a rule names that is in
+        two of its sources (two tables, or items and a table) is an error naming both.
+        """
+        require_columns(items, {"sample_id": "string", "position": "int", "modality": "string"}, where="Recipe")
+        tables = list(tables)
+        seen = [t.name for t in tables]
+        if len(set(seen)) != len(seen):
+            raise RecipeError(f"recipe {self.name!r}: tables given twice: {sorted({n for n in seen if seen.count(n) > 1})}")
+        for table in tables:
+            require_columns(table.df, list(table.key), where=f"table {table.name}")
+        plan = {}
+        for level in LEVELS:
+            rules = [r for r in self.rules if r.level == level]
+            candidates = [t for t in tables if tuple(t.key) in LEVEL_KEYS[level]]
+            sources = _sources(level, items, candidates)
+            reads: dict[str, set[str]] = {}
+            for rule in rules:
+                for word in sorted(rule.columns()):
+                    where = sources.get(word, [])
+                    if len(where) > 1:
+                        raise RecipeError(
+                            f"rule {rule.name!r} ({level}): column {word!r} is in both {where[0]} and {where[1]}; "
+                            "rename it in one of them (or pass only one table)")
+                    if where and where[0] not in ("items", KEPT_SOURCE):
+                        reads.setdefault(where[0], set()).add(word)
+                    elif not where:
+                        _missing_column_hint(rule, word)
+            plan[level] = [(t, [c for c in t.df.columns if c.lower() in reads[t.name]])
+                           for t in candidates if t.name in reads]
+        return plan
+
+    def validate(self, items: DataFrame, tables: Iterable[SignalTable] = ()) -> None:
+        """Check every rule against its level's columns (Spark analysis only, no job); raise RecipeError."""
+        plan = self.plan(items, tables)
+        for level in ("image", "text"):
+            if any(r.level == level for r in self.rules):
+                frame = _item_frame(items, level, plan[level])
+                for rule in (r for r in self.rules if r.level == level):
+                    _check_rule(rule, frame.drop(_ITEM, _SID))
+        if any(r.level == "sample" for r in self.rules):
+            kept = [F.lit(0).cast(f.dataType).alias(f.name) for f in KEPT.fields]
+            frame = _with_sample_columns(items.select(F.col("sample_id").alias(_SID)), plan["sample"], kept)
+            for rule in (r for r in self.rules if r.level == "sample"):
+                _check_rule(rule, frame.drop(_SID))
+
+    def apply(self, items: DataFrame, tables: Iterable[SignalTable] = ()) -> Selection:
         """Validate, then evaluate every rule once per row and derive curated items, the ledger and the summary."""
-        tables = _level_tables(items, image_scores, sample_scores, paragraph_scores)
-        self._validate(tables)
+        tables = list(tables)
+        self.validate(items, tables)
+        plan = self.plan(items, tables)
         checks = self._checks()
-        flagged = _with_orphans(_with_first_failure(self._verdicts(items, tables), checks), len(checks))
+        flagged = self._item_verdicts(items, plan)
+        sample_rules = [(i, r) for i, r in enumerate(self.rules) if r.level == "sample"]
+        if sample_rules:
+            item_checks = [c for c in checks if c[1] != "sample"]
+            flagged = _with_first_failure(flagged, item_checks, _ITEM_DROP)
+            uses_kept = any(r.columns() & set(KEPT.fieldNames()) for _, r in sample_rules)
+            columns = flagged.columns
+            frame = _with_sample_columns(flagged, plan["sample"], _kept_columns() if uses_kept else [])
+            flagged = frame.select(*columns, *_rule_columns(sample_rules))
+        flagged = _with_orphans(_with_first_failure(flagged, checks, _DROP), len(checks))
         kept = flagged.where(F.col(_DROP).isNull()).select(
             *[(F.col(_SID) if c == "sample_id" else F.col(_ITEM).getField(c)).alias(c) for c in items.columns]
         )
         return Selection(renumber_positions(kept), self._ledger(flagged), _summary(flagged, checks), flagged)
 
-    def _validate(self, tables: dict) -> None:
-        for rule in self.rules:
-            table = tables[rule.level]
-            if table is None:
-                raise RecipeError(f"rule {rule.name!r} is {rule.level}-level: pass {_SCORE_TABLES[rule.level]}")
-            _check_predicate(rule, table.drop(_ITEM, _SID))
-
-    def _verdicts(self, items: DataFrame, tables: dict) -> DataFrame:
-        """Items as a `_sel_item` struct plus one nullable boolean `_sel_r<i>` per rule (null where not applied)."""
+    def _item_verdicts(self, items: DataFrame, plan: dict) -> DataFrame:
+        """Items as a `_sel_item` struct plus `_sel_r<i>` (verdict) and `_sel_d<i>` (detail) per item rule."""
         indexed = list(enumerate(self.rules))
         parts, rest = [], items
         for level in ("image", "text"):
             rules = [(i, r) for i, r in indexed if r.level == level]
             if rules:
-                results = [F.expr(r.predicate).alias(f"_sel_r{i}") for i, r in rules]
-                parts.append(tables[level].select(_ITEM, _SID, *results))
+                parts.append(_item_frame(items, level, plan[level]).select(_ITEM, _SID, *_rule_columns(rules)))
                 rest = rest.where(~_is(F.col("modality"), level))
         parts.append(rest.select(*_item_columns(rest)))
-        flagged = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), parts)
-        rules = [(i, r) for i, r in indexed if r.level == "sample"]
-        if rules:
-            verdicts = tables["sample"].select(
-                F.col("sample_id").alias(_SID), *[F.expr(r.predicate).alias(f"_sel_r{i}") for i, r in rules]
-            )
-            flagged = flagged.join(verdicts, _SID, "left")
-        return flagged
+        return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), parts)
 
-    def _checks(self) -> list[tuple[str, str, Column, Column]]:
-        """(name, level, applies, result) in ledger order: item validity, then the rules in recipe order."""
-        modality = F.col(f"{_ITEM}.modality")
-        checks = [(VALID_ITEM, "item", F.lit(True), valid_item(F.col(f"{_ITEM}.position"), modality))]
+    def _checks(self) -> list[tuple[str, str, Column, Column, Column]]:
+        """(name, level, applies, result, detail) in ledger order: item validity, then the rules in recipe order."""
+        modality, position = F.col(f"{_ITEM}.modality"), F.col(f"{_ITEM}.position")
+        invalid = F.concat_ws(" at position ", F.coalesce(modality, F.lit("null")), position.cast("string"))
+        checks = [(VALID_ITEM, "item", F.lit(True), valid_item(position, modality), invalid)]
         for i, rule in enumerate(self.rules):
             applies = F.lit(True) if rule.level == "sample" else _is(modality, rule.level)
-            checks.append((rule.name, rule.level, applies, F.col(f"_sel_r{i}")))
+            detail = F.col(f"_sel_d{i}") if rule.detail else F.lit(None).cast("string")
+            checks.append((rule.name, rule.level, applies, F.col(f"_sel_r{i}"), detail))
         return checks
 
     def _ledger(self, flagged: DataFrame) -> DataFrame:
@@ -260,6 +349,7 @@ class Recipe:
             F.lit(STAGE).alias("stage"),
             F.col(f"{_DROP}.rule").alias("rule"),
             F.col(f"{_DROP}.reason").alias("reason"),
+            F.col(f"{_DROP}.detail").alias("detail"),
             F.lit(self.name).alias("recipe"),
             F.lit(self.version).alias("recipe_version"),
         )
@@ -286,32 +376,74 @@ def _item_columns(items: DataFrame) -> list[Column]:
     return [F.struct(*[F.col(f"`{c}`") for c in items.columns]).alias(_ITEM), F.col("sample_id").alias(_SID)]
 
 
-def _level_tables(items, image_scores, sample_scores, paragraph_scores) -> dict[str, Optional[DataFrame]]:
-    """Per level, the table its predicates see: the level's items (their columns; a score column of the same name wins)
-    left-joined with its scores on their key, plus the whole item as `_sel_item`; sample rules see sample_scores only.
+def _sources(level: str, items: DataFrame, tables: list[SignalTable]) -> dict[str, list[str]]:
+    """Lower-cased column name -> where a rule of `level` finds it: "items", the kept counts, or table names."""
+    sources: dict[str, list[str]] = {}
+    if level == "sample":
+        for name in KEPT.fieldNames():
+            sources.setdefault(name, []).append(KEPT_SOURCE)
+        sources["sample_id"] = ["items"]
+    else:
+        for name in items.columns:
+            sources.setdefault(name.lower(), []).append("items")
+    for table in tables:
+        key = {k.lower() for k in table.key}
+        for name in table.df.columns:
+            if name.lower() not in key:
+                sources.setdefault(name.lower(), []).append(table.name)
+    return sources
 
-    Score tables are unique on their key, as the annotate stages make them; a repeated key would repeat its item.
-    """
-    require_columns(items, {"sample_id": "string", "position": "int", "modality": "string"}, where="Recipe.apply")
 
-    def joined(level: str, scores: Optional[DataFrame]) -> Optional[DataFrame]:
-        if scores is None:
-            return None
-        scores = _nan_as_null(scores)
-        keys = _SCORE_KEYS[level]
-        require_columns(scores, keys, where=_SCORE_TABLES[level])
-        rows = items.where(_is(F.col("modality"), level))
-        shown = [F.col(f"`{c}`") for c in rows.columns if c in keys or c not in scores.columns]
-        return rows.select(*_item_columns(rows), *shown).join(scores, keys, "left")
+def _missing_column_hint(rule: Rule, word: str) -> None:
+    """A rule names a column no given table has, which a catalogued annotate stage writes: say which one to run."""
+    from mmcurate.annotate import stage_for_column
 
-    if sample_scores is not None:
-        require_columns(sample_scores, ["sample_id"], where="sample_scores")
-        sample_scores = _nan_as_null(sample_scores)
-    return {
-        "image": joined("image", image_scores),
-        "text": joined("text", paragraph_scores),
-        "sample": sample_scores,
-    }
+    for key in LEVEL_KEYS[rule.level]:
+        stage = stage_for_column(word, key)
+        if stage is not None:
+            raise RecipeError(
+                f"rule {rule.name!r} ({rule.level}) reads {word!r}, a column of table {stage.table!r}, which is missing: "
+                f"run the annotate stage {stage.name!r} first (mmcurate annotate --stages {stage.name})")
+
+
+def _item_frame(items: DataFrame, level: str, planned: list[tuple[SignalTable, list[str]]]) -> DataFrame:
+    """The level's items (their columns, and the whole item as `_sel_item`) left-joined with the planned columns of
+    each table on its key. Tables are unique on their key, as the annotate stages make them."""
+    rows = items.where(_is(F.col("modality"), level))
+    frame = rows.select(*_item_columns(rows), *[F.col(f"`{c}`") for c in rows.columns])
+    for table, columns in planned:
+        frame = frame.join(_nan_as_null(table.df.select(*table.key, *columns)), list(table.key), "left")
+    return frame
+
+
+def _with_sample_columns(frame: DataFrame, planned: list[tuple[SignalTable, list[str]]], extra: list[Column]) -> DataFrame:
+    """`frame` (keyed by `_sel_sample_id`) with the planned sample tables' columns, `extra` columns and `sample_id`."""
+    for table, columns in planned:
+        frame = frame.join(_nan_as_null(table.df.select(F.col(table.key[0]).alias(_SID), *columns)), _SID, "left")
+    return frame.select("*", *extra, F.col(_SID).alias("sample_id"))
+
+
+def _kept_columns() -> list[Column]:
+    """`KEPT` per sample over the flagged items: what passed every item check (`_sel_item_drop` null)."""
+    sample = Window.partitionBy(_SID)
+    kept = F.col(_ITEM_DROP).isNull()
+    modality = F.col(f"{_ITEM}.modality")
+    images = F.sum((kept & _is(modality, "image")).cast("long")).over(sample)
+    texts = F.sum((kept & _is(modality, "text")).cast("long")).over(sample)
+    words = F.sum(F.when(kept & _is(modality, "text"), whitespace_words(F.col(f"{_ITEM}.text_content")))
+                  .otherwise(F.lit(0).cast("long"))).over(sample)
+    return [images.alias("kept_images"), texts.alias("kept_texts"), words.alias("kept_words"),
+            (images / F.greatest(words, F.lit(1))).alias("kept_image_text_ratio")]
+
+
+def _rule_columns(rules: list[tuple[int, Rule]]) -> list[Column]:
+    """`_sel_r<i>` (the predicate) and, for rules with one, `_sel_d<i>` (the detail as a string)."""
+    columns = []
+    for i, rule in rules:
+        columns.append(F.expr(rule.predicate).alias(f"_sel_r{i}"))
+        if rule.detail:
+            columns.append(F.expr(rule.detail).cast("string").alias(f"_sel_d{i}"))
+    return columns
 
 
 def _nan_as_null(scores: DataFrame) -> DataFrame:
@@ -326,36 +458,40 @@ def _nan_as_null(scores: DataFrame) -> DataFrame:
     ])
 
 
-def _check_predicate(rule: Rule, table: DataFrame) -> None:
+def _check_rule(rule: Rule, table: DataFrame) -> None:
     """Spark parses and resolves the predicate against `table`: it must be a boolean valid in a WHERE clause,
-    with no subquery and no call whose answer changes between runs. The lexical check runs first, so
-    a predicate naming other tables is refused whatever views the session happens to have."""
-    problem = _lexical_problem(rule.predicate)
-    if problem:
-        raise RecipeError(f"rule {rule.name!r} ({rule.level}): predicate {rule.predicate!r}: {problem}")
-    try:
-        expr = F.expr(rule.predicate)
-        dtype = table.select(expr.alias("_keep")).schema["_keep"].dataType
-        if not isinstance(dtype, T.BooleanType):
+    with no subquery and no call whose answer changes between runs; the detail, if any, any such expression.
+    The lexical check runs first, so a predicate naming other tables is refused whatever views the session has."""
+    for what, expression in (("predicate", rule.predicate), ("detail", rule.detail)):
+        if expression is None:
+            continue
+        problem = _lexical_problem(expression)
+        if problem:
+            raise RecipeError(f"rule {rule.name!r} ({rule.level}): {what} {expression!r}: {problem}")
+        try:
+            expr = F.expr(expression)
+            dtype = table.select(expr.alias("_value")).schema["_value"].dataType
+            if what == "predicate" and not isinstance(dtype, T.BooleanType):
+                raise RecipeError(
+                    f"rule {rule.name!r}: predicate {expression!r} is {dtype.simpleString()}, not boolean"
+                )
+            table.where(expr if what == "predicate" else expr.isNotNull()).schema  # no aggregates, windows, generators
+        except AnalysisException as e:
+            message = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise RecipeError(
-                f"rule {rule.name!r}: predicate {rule.predicate!r} is {dtype.simpleString()}, not boolean"
-            )
-        table.where(expr).schema  # rejects aggregates, window functions and generators
-    except AnalysisException as e:
-        message = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise RecipeError(
-            f"rule {rule.name!r} ({rule.level}): predicate {rule.predicate!r} is invalid: {message}"
-        ) from e
+                f"rule {rule.name!r} ({rule.level}): {what} {expression!r} is invalid: {message}"
+            ) from e
 
 
-def _with_first_failure(flagged: DataFrame, checks) -> DataFrame:
-    """Add `_sel_drop` = (index, rule, reason) of the first check in order that applies and is not TRUE, else null."""
+def _with_first_failure(flagged: DataFrame, checks, column: str) -> DataFrame:
+    """Add `column` = (index, rule, reason, detail) of the first check in order that applies and is not TRUE."""
     failures = []
-    for index, (name, _, applies, result) in enumerate(checks):
+    for index, (name, _, applies, result, detail) in enumerate(checks):
         reason = F.when(result.isNull(), F.lit(PREDICATE_NULL)).otherwise(F.lit(PREDICATE_FALSE))
-        verdict = F.struct(F.lit(index).alias("index"), F.lit(name).alias("rule"), reason.alias("reason"))
+        verdict = F.struct(F.lit(index).alias("index"), F.lit(name).alias("rule"), reason.alias("reason"),
+                           detail.alias("detail"))
         failures.append(F.when(_fails(applies, result), verdict))
-    return flagged.withColumn(_DROP, F.coalesce(*failures))
+    return flagged.withColumn(column, F.coalesce(*failures))
 
 
 def _fails(applies: Column, result: Column) -> Column:
@@ -367,7 +503,7 @@ def _with_orphans(flagged: DataFrame, index: int) -> DataFrame:
     content_left = F.max((F.col(_DROP).isNull() & (F.col(f"{_ITEM}.modality") != "metadata")).cast("int"))
     has_content = F.coalesce(content_left.over(Window.partitionBy(_SID)), F.lit(0)) == 1
     orphan = F.struct(F.lit(index).alias("index"), F.lit(EMPTY_AFTER_FILTERING).alias("rule"),
-                      F.lit(EMPTY_AFTER_FILTERING).alias("reason"))
+                      F.lit(EMPTY_AFTER_FILTERING).alias("reason"), F.lit(None).cast("string").alias("detail"))
     return flagged.withColumn(_DROP, F.coalesce(F.col(_DROP), F.when(~has_content, orphan)))
 
 
@@ -375,9 +511,9 @@ def _summary(flagged: DataFrame, checks) -> DataFrame:
     """Per check, in ledger order: rows `evaluated` (applies, not dropped by an earlier check), `dropped` (ledger rows
     naming it), `kept` and `failed` (rows it fails whatever the order); then the total. evaluated = dropped + kept."""
     index = F.col(f"{_DROP}.index")
-    orphan_check = (EMPTY_AFTER_FILTERING, "sample", F.lit(True), F.coalesce(index != len(checks), F.lit(True)))
+    orphan_check = (EMPTY_AFTER_FILTERING, "sample", F.lit(True), F.coalesce(index != len(checks), F.lit(True)), None)
     rows = []
-    for i, (name, level, applies, result) in enumerate(checks + [orphan_check]):
+    for i, (name, level, applies, result, _) in enumerate(checks + [orphan_check]):
         rows.append(F.struct(
             F.lit(i).alias("order"), F.lit(name).alias("rule"), F.lit(level).alias("level"),
             F.count_if(applies & (index.isNull() | (index >= i))).alias("evaluated"),

@@ -1,7 +1,8 @@
 """Build a SparkSession with the settings the framework relies on, or reuse the active one.
 
-On Databricks or under spark-submit the session already exists and is returned untouched apart
-from runtime SQL settings; locally a `local[*]` session is built.
+On Databricks or in a notebook the session already exists and is returned untouched: the library
+never changes a setting the user owns, it sets what one operation needs for that operation only
+(`session_conf`). Otherwise a session is built, `local[*]` unless spark-submit gave a master.
 """
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ from typing import Iterator, Mapping
 
 from pyspark.sql import SparkSession
 
-RUNTIME_CONF = {
+SESSION_CONF = {
     # Delta readers expect INT64 micros; Spark's default INT96 is legacy.
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
-    "spark.sql.session.timeZone": "UTC",
 }
+"""Set on sessions this module builds (never on one it finds already running)."""
 
 LOCAL_CONF = {
     "spark.ui.enabled": "false",
@@ -36,20 +37,20 @@ LOCAL_CONF = {
 def get_spark(
     master: str | None = None, app_name: str = "mmcurate", conf: Mapping[str, str] | None = None
 ) -> SparkSession:
-    """The active session if there is one, else a new one.
+    """The active session, untouched, if there is one; else a new one with `conf` on top of our defaults.
 
     A new session is `local[*]` (or `$MMCURATE_SPARK_MASTER`) with local defaults, unless the
-    process was started by spark-submit, whose master and settings are kept. Sets PYSPARK_PYTHON to the running interpreter so executors use the same environment.
+    process was started by spark-submit, whose master and settings are kept. Sets PYSPARK_PYTHON
+    to the running interpreter so executors use the same environment.
     """
     active = SparkSession.getActiveSession()
     if active is not None:
-        apply_runtime_conf(active, conf)
         return active
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name)
     launched_by_spark_submit = "PYSPARK_GATEWAY_PORT" in os.environ
-    settings = {**RUNTIME_CONF, **(conf or {})}
+    settings = {**SESSION_CONF, **(conf or {})}
     if master or not launched_by_spark_submit:
         builder = builder.master(master or os.environ.get("MMCURATE_SPARK_MASTER", "local[*]"))
         settings = {**LOCAL_CONF, **settings}
@@ -58,15 +59,6 @@ def get_spark(
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
-
-
-def apply_runtime_conf(spark: SparkSession, conf: Mapping[str, str] | None = None) -> None:
-    """Set the runtime SQL settings the framework needs on an existing session."""
-    for key, value in {**RUNTIME_CONF, **(conf or {})}.items():
-        try:
-            spark.conf.set(key, value)
-        except Exception:  # a locked-down cluster may refuse some keys; they are optimisations
-            pass
 
 
 @contextmanager

@@ -72,6 +72,6 @@ def test_small_arrow_batches_give_the_same_scores(spark, images):
 
 def test_declares_what_it_reads_and_fails_fast(spark):
     assert ImageScores.reads == {"image_id": "string", "binary_content": "binary"}
-    assert set(ImageScores.adds) == set(IMAGE_SCORES.fieldNames()) - {"image_id"}
+    assert ImageScores.schema == IMAGE_SCORES and ImageScores.key == ("image_id",)
     with pytest.raises(SchemaError, match="missing columns: binary_content"):
         ImageScores()(spark.createDataFrame([("x",)], "image_id string"))

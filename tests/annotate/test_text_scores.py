@@ -1,4 +1,4 @@
-"""SampleScores and ParagraphScores: NeMo's word and ratio counts, OBELICS document text, per-paragraph signals."""
+"""SampleCounts, DocumentScores and ParagraphScores: NeMo's word and ratio counts, OBELICS document text, per-paragraph signals."""
 import re
 import sys
 
@@ -6,7 +6,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from mmcurate.annotate import text_scores
-from mmcurate.annotate.text_scores import TEXT_SIGNALS, ParagraphScores, SampleScores, whitespace_words
+from mmcurate.annotate.text_scores import TEXT_SIGNALS, DocumentScores, ParagraphScores, SampleCounts, whitespace_words
 from mmcurate.annotate.text_signals import OBELICS_PUNCTUATION_MIN_WORDS, text_signals
 from mmcurate.schema import SchemaError
 
@@ -36,11 +36,11 @@ def items(spark):
 
 
 @pytest.fixture(scope="module")
-def sample_scores(items):
-    return {r.sample_id: r for r in items.transform(SampleScores()).collect()}
+def sample_counts(items):
+    return {r.sample_id: r for r in items.transform(SampleCounts()).collect()}
 
 
-def test_counts_follow_nemo_image_to_text_ratio(sample_scores):
+def test_counts_follow_nemo_image_to_text_ratio(sample_counts):
     doc_words = len(INTRO.split()) + len(MIDDLE.split()) + len(END.split())
     expected = {  # (n_images, n_texts, n_words, image_text_ratio, text_only)
         "doc": (2, 3, doc_words, 2 / doc_words, False),
@@ -49,11 +49,13 @@ def test_counts_follow_nemo_image_to_text_ratio(sample_scores):
         "null_text": (1, 1, 0, 1.0, False),  # NeMo oracle: None -> 0 words
         "meta_only": (0, 0, 0, 0.0, True),  # metadata rows count in neither
     }
-    got = {sid: (r.n_images, r.n_texts, r.n_words, r.image_text_ratio, r.text_only) for sid, r in sample_scores.items()}
+    got = {sid: (r.n_images, r.n_texts, r.n_words, r.image_text_ratio, r.text_only) for sid, r in sample_counts.items()}
     assert got == expected
 
 
-def test_document_signals_score_the_texts_in_position_order(sample_scores):
+def test_document_signals_score_the_texts_in_position_order(items):
+    sample_scores = {r.sample_id: r for r in items.transform(DocumentScores()).collect()}
+    assert set(sample_scores) == {"doc", "spaces", "images_only", "null_text", "meta_only"}
     document = "\n\n".join([INTRO, MIDDLE, END])
     row = sample_scores["doc"].asDict()
     assert {name: row[name] for name in TEXT_SIGNALS.fieldNames()} == text_signals(document)
@@ -88,11 +90,8 @@ def test_whitespace_class_is_exactly_str_isspace():
     assert listed == {c for c in range(sys.maxunicode + 1) if chr(c).isspace()}
 
 
-def test_stages_declare_and_check_their_inputs(spark):
-    assert set(SampleScores.adds) >= {"n_images", "n_words", "image_text_ratio", "text_only", "lang", "lang_score"}
-    assert set(ParagraphScores.adds) == set(TEXT_SIGNALS.fieldNames())
+def test_stages_check_their_inputs(spark):
     no_text = spark.createDataFrame([("a", 0, "text")], "sample_id string, position int, modality string")
-    with pytest.raises(SchemaError, match="text_content"):
-        SampleScores()(no_text)
-    with pytest.raises(SchemaError, match="text_content"):
-        ParagraphScores()(no_text)
+    for stage in (SampleCounts(), DocumentScores(), ParagraphScores()):
+        with pytest.raises(SchemaError, match="text_content"):
+            stage(no_text)

@@ -17,7 +17,8 @@ import webdataset as wds
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from mmcurate.io.parquet_writer import interleaved_rows, write_parquet
+from mmcurate.io.nemo import interleaved_rows
+from mmcurate.io.parquet_writer import write_parquet
 from mmcurate.io.webdataset_writer import (
     _shard_plan,
     _Target,

@@ -1,1 +1,40 @@
-"""Annotators: compute per-item quality signals without filtering anything."""
+"""Annotate stages: compute signals into keyed tables without filtering anything, and the catalogue of them.
+
+`STAGES` maps a stage name (also its table's name) to its class; the CLI, the YAML config and the
+error that tells a user which stage makes a missing column all read it.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+from mmcurate.annotate.image_scores import ImageScores
+from mmcurate.annotate.text_scores import DocumentScores, ParagraphScores, SampleCounts
+from mmcurate.stage import Stage
+
+STAGES: dict[str, type[Stage]] = {cls.name: cls for cls in (ImageScores, SampleCounts, DocumentScores, ParagraphScores)}
+
+
+def build_stage(spec: str | Mapping[str, Any]) -> Stage:
+    """A stage from its name, or from a config mapping `{stage: name, <parameter>: value, ...}`.
+
+    >>> build_stage("image_scores"); build_stage({"stage": "image_scores", "batch_size": 32})
+    """
+    if isinstance(spec, str):
+        spec = {"stage": spec}
+    if not isinstance(spec, Mapping) or "stage" not in spec:
+        raise ValueError(f"a stage is a name or a mapping with a 'stage' key, got {spec!r}")
+    name, params = spec["stage"], {k: v for k, v in spec.items() if k != "stage"}
+    if name not in STAGES:
+        raise ValueError(f"unknown stage {name!r}; known stages: {sorted(STAGES)}")
+    try:
+        return STAGES[name](**params)
+    except TypeError as e:
+        raise ValueError(f"stage {name!r}: {e}") from e
+
+
+def stage_for_column(column: str, key: Optional[tuple[str, ...]] = None) -> Optional[type[Stage]]:
+    """The catalogued stage whose table has `column` (among stages keyed by `key`, when given), else None."""
+    for cls in STAGES.values():
+        if (key is None or cls.key == key) and column in cls.schema.fieldNames() and column not in cls.key:
+            return cls
+    return None

@@ -2,16 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
 
-import pandas as pd
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mmcurate.annotate.image_signals import image_signals
 from mmcurate.images import MAX_PIXELS
-from mmcurate.schema import require_columns
+from mmcurate.stage import IMAGE_KEY, Dependency, Stage, batch_size_conf, row_udf, expand
 
 IMAGE_SCORES = T.StructType(
     [
@@ -31,31 +28,15 @@ IMAGE_SCORES = T.StructType(
 """One row per image_id; scores are null where the image did not decode (`error` says why)."""
 
 _SIGNALS = T.StructType(IMAGE_SCORES.fields[1:])
-_MAX_RECORDS = "spark.sql.execution.arrow.maxRecordsPerBatch"
-
-
-def _signals_udf(max_pixels: int):
-    """Iterator pandas UDF: bytes -> struct of image signals (empty bytes for a null, which scores as error 'empty')."""
-    names = _SIGNALS.fieldNames()
-
-    @F.pandas_udf(_SIGNALS)
-    def signals(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
-        for batch in batches:
-            rows = [image_signals(data if data is not None else b"", max_pixels) for data in batch]
-            yield pd.DataFrame(rows, columns=names, dtype=object)  # object: a 64-bit phash must not pass through float
-
-    return signals
 
 
 @dataclass(frozen=True)
-class ImageScores:
+class ImageScores(Stage):
     """`images` -> `image_scores`: one pandas-UDF pass calling `image_signals` per row of the content-addressed store.
 
     The `images` table holds one row per image_id, so each distinct image is decoded once however
-    many documents use it. The stage never touches session settings: Arrow batches reaching the UDF
-    are capped by `spark.sql.execution.arrow.maxBytesPerBatch` (64 MiB by default in Spark 4) and by
-    `spark.sql.execution.arrow.maxRecordsPerBatch`; a job that owns its session applies
-    `spark_conf` to cap them at `batch_size` images.
+    many documents use it. While it runs, Arrow batches reaching the UDF hold at most `batch_size`
+    images (`spark_conf`, applied per operation by the annotate step).
 
     >>> image_scores = images.transform(ImageScores())
     """
@@ -63,15 +44,22 @@ class ImageScores:
     max_pixels: int = MAX_PIXELS
     batch_size: int = 64
 
+    name = table = "image_scores"
+    input = "images"
+    key = IMAGE_KEY
+    version = "1"
     reads = {"image_id": "string", "binary_content": "binary"}
-    adds = {f.name: f.dataType.simpleString() for f in _SIGNALS.fields}
+    schema = IMAGE_SCORES
+    requires = (Dependency("cv2", "opencv-python-headless"),)
 
     @property
     def spark_conf(self) -> dict[str, str]:
-        """Session settings for a job running this stage: at most `batch_size` images per Arrow batch."""
-        return {_MAX_RECORDS: str(self.batch_size)}
+        return batch_size_conf(self.batch_size)
 
-    def __call__(self, images: DataFrame) -> DataFrame:
-        require_columns(images, self.reads, where="ImageScores")
-        scored = images.select("image_id", _signals_udf(self.max_pixels)("binary_content").alias("_s"))
-        return scored.select("image_id", "_s.*")
+    def score(self, data) -> dict:
+        """The signals of one image's bytes (a null scores as error 'empty')."""
+        return image_signals(data if data is not None else b"", self.max_pixels)
+
+    def compute(self, images: DataFrame) -> DataFrame:
+        signals = row_udf(_SIGNALS, self.score)("binary_content")
+        return expand(images, self.key, signals)

@@ -1,16 +1,14 @@
-"""The `sample_scores` and `paragraph_scores` tables: per-document and per-text-item signals that recipes select on."""
+"""The `sample_counts`, `document_scores` and `paragraph_scores` tables: per-sample and per-text-item signals."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
 
-import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mmcurate.annotate.text_signals import OBELICS_PUNCTUATION_MIN_WORDS, text_signals
-from mmcurate.schema import require_columns
+from mmcurate.stage import ITEM_KEY, SAMPLE_KEY, Stage, expand, row_udf
 
 TEXT_SIGNALS = T.StructType(
     [
@@ -57,63 +55,90 @@ def whitespace_words(text: Column) -> Column:
     return F.coalesce(F.regexp_count(text, F.lit(f"[^{_PY_WHITESPACE}]+")), F.lit(0)).cast("long")
 
 
-def _text_signals_udf(punctuation_min_words: int):
-    """Iterator pandas UDF: text -> struct of `text_signals` (a null text scores as the empty string)."""
-    names = TEXT_SIGNALS.fieldNames()
+_ITEM_READS = {"sample_id": "string", "position": "int", "modality": "string", "text_content": "string"}
+DOCUMENT_SCORES = T.StructType([T.StructField("sample_id", T.StringType(), False), *TEXT_SIGNALS.fields])
+PARAGRAPH_SCORES = T.StructType(
+    [T.StructField("sample_id", T.StringType(), False), T.StructField("position", T.IntegerType(), False),
+     *TEXT_SIGNALS.fields]
+)
 
-    @F.pandas_udf(TEXT_SIGNALS)
-    def signals(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
-        for batch in batches:
-            rows = [text_signals(t or "", punctuation_min_words=punctuation_min_words) for t in batch]
-            yield pd.DataFrame(rows, columns=names, dtype=object)
 
-    return signals
+def _is(modality: str) -> Column:
+    return F.coalesce(F.col("modality") == modality, F.lit(False))
 
 
 @dataclass(frozen=True)
-class SampleScores:
-    """`items` -> `sample_scores`: per-sample counts (Spark aggregates) and document-level text signals.
+class SampleCounts(Stage):
+    """`items` -> `sample_counts`: images, texts and words per sample and NeMo's image-to-text ratio (Spark built-ins).
 
-    The document text is the sample's text items in position order joined with a blank line, the
-    text OBELICS' document-level filters score. Metadata rows count as neither images nor text;
-    every sample of `items` gets a row, text-only and metadata-only ones included.
+    Metadata rows count as neither images nor text; every sample of `items` gets a row, text-only
+    and metadata-only ones included. The counts are of the *input*; a recipe's sample rules also
+    see `kept_*` counts of what its item rules kept.
 
-    text_signals=False keeps only the counts (Spark built-ins, no Python): enough for NeMo-style
-    recipes, and far cheaper than scoring every document's text.
-
-    >>> sample_scores = items.transform(SampleScores())
+    >>> sample_counts = items.transform(SampleCounts())
     """
 
-    text_signals: bool = True
+    name = table = "sample_counts"
+    input = "items"
+    key = SAMPLE_KEY
+    version = "1"
+    reads = {"sample_id": "string", "modality": "string", "text_content": "string"}
+    schema = SAMPLE_COUNTS
 
-    reads = {"sample_id": "string", "position": "int", "modality": "string", "text_content": "string"}
-    adds = {f.name: f.dataType.simpleString() for f in SAMPLE_COUNTS.fields[1:] + TEXT_SIGNALS.fields}
-
-    def __call__(self, items: DataFrame) -> DataFrame:
-        require_columns(items, self.reads, where="SampleScores")
-        is_text = F.coalesce(F.col("modality") == "text", F.lit(False))
-        is_image = F.coalesce(F.col("modality") == "image", F.lit(False))
-        texts = F.array_sort(F.collect_list(F.when(is_text, F.struct("position", "text_content"))))
+    def compute(self, items: DataFrame) -> DataFrame:
         counts = items.groupBy("sample_id").agg(
-            F.sum(is_image.cast("long")).alias("n_images"),
-            F.sum(is_text.cast("long")).alias("n_texts"),
-            F.sum(F.when(is_text, whitespace_words(F.col("text_content"))).otherwise(0)).alias("n_words"),
-            F.array_join(F.transform(texts, lambda t: t["text_content"]), DOCUMENT_SEPARATOR).alias("_document"),
+            F.sum(_is("image").cast("long")).alias("n_images"),
+            F.sum(_is("text").cast("long")).alias("n_texts"),
+            F.sum(F.when(_is("text"), whitespace_words(F.col("text_content"))).otherwise(0)).alias("n_words"),
         )
-        scored = counts.select(
-            "sample_id",
-            "n_images",
-            "n_texts",
-            "n_words",
+        return counts.select(
+            "sample_id", "n_images", "n_texts", "n_words",
             (F.col("n_images") / F.greatest(F.col("n_words"), F.lit(1))).alias("image_text_ratio"),
             (F.col("n_images") == 0).alias("text_only"),
-            *([_text_signals_udf(0)("_document").alias("_s")] if self.text_signals else []),
         )
-        return scored.select(*SAMPLE_COUNTS.fieldNames(), *(["_s.*"] if self.text_signals else []))
 
 
 @dataclass(frozen=True)
-class ParagraphScores:
+class TextSignals(Stage):
+    """Shared by the two text stages: `text_signals` of one string per row, in one pandas UDF."""
+
+    punctuation_min_words: int = 0
+
+    def score(self, text) -> dict:
+        return text_signals(text or "", punctuation_min_words=self.punctuation_min_words)
+
+    def signals(self, text: Column) -> Column:
+        return row_udf(TEXT_SIGNALS, self.score)(text)
+
+
+@dataclass(frozen=True)
+class DocumentScores(TextSignals):
+    """`items` -> `document_scores`: OBELICS and Gopher signals and the language of each sample's document text.
+
+    The document text is the sample's text items in position order joined with a blank line, the
+    text OBELICS' document-level filters score. Every sample gets a row (an empty document scores
+    as the empty string).
+
+    >>> document_scores = items.transform(DocumentScores())
+    """
+
+    name = table = "document_scores"
+    input = "items"
+    key = SAMPLE_KEY
+    version = "1"
+    reads = _ITEM_READS
+    schema = DOCUMENT_SCORES
+
+    def compute(self, items: DataFrame) -> DataFrame:
+        texts = F.array_sort(F.collect_list(F.when(_is("text"), F.struct("position", "text_content"))))
+        documents = items.groupBy("sample_id").agg(
+            F.array_join(F.transform(texts, lambda t: t["text_content"]), DOCUMENT_SEPARATOR).alias("_document")
+        )
+        return expand(documents, self.key, self.signals(F.col("_document")))
+
+
+@dataclass(frozen=True)
+class ParagraphScores(TextSignals):
     """`items` -> `paragraph_scores`: text signals per text item, for OBELICS' paragraph-level rules.
 
     Each text item is scored as one paragraph (readers emit one text item per paragraph); the
@@ -124,13 +149,12 @@ class ParagraphScores:
 
     punctuation_min_words: int = OBELICS_PUNCTUATION_MIN_WORDS
 
-    reads = {"sample_id": "string", "position": "int", "modality": "string", "text_content": "string"}
-    adds = {f.name: f.dataType.simpleString() for f in TEXT_SIGNALS.fields}
+    name = table = "paragraph_scores"
+    input = "items"
+    key = ITEM_KEY
+    version = "1"
+    reads = _ITEM_READS
+    schema = PARAGRAPH_SCORES
 
-    def __call__(self, items: DataFrame) -> DataFrame:
-        require_columns(items, self.reads, where="ParagraphScores")
-        texts = items.where(F.col("modality") == "text")
-        scored = texts.select(
-            "sample_id", "position", _text_signals_udf(self.punctuation_min_words)("text_content").alias("_s")
-        )
-        return scored.select("sample_id", "position", "_s.*")
+    def compute(self, items: DataFrame) -> DataFrame:
+        return expand(items.where(_is("text")), self.key, self.signals(F.col("text_content")))

@@ -4,8 +4,9 @@ One task per input file streams its documents through the format's reader and yi
 Arrow batches of one union schema; the driver only lists paths and splits the union into the three
 tables (plus the small set of passthrough field names and kinds).
 
->>> result = ingest(spark, ["s3://bucket/mint/"], "webdataset")
->>> ingest_to_lakehouse(lake, ["tests/data/mmc4/docs.jsonl"], "mmc4")
+>>> with ingest(spark, ["s3://bucket/mint/"], "webdataset") as result:
+...     result.items.groupBy("modality").count().show()
+>>> steps.ingest(lake, ["tests/data/mmc4/docs.jsonl"], "mmc4")     # into the lakehouse
 """
 from __future__ import annotations
 
@@ -133,7 +134,10 @@ def _file_rows(reader: Callable, path: str, options: ReaderOptions) -> Iterator[
 
 @dataclass
 class IngestResult:
-    """The three tables of one ingest (lazy DataFrames over a persisted parse) and the files read."""
+    """The three tables of one ingest (lazy DataFrames over a persisted parse) and the files read.
+
+    A context manager: leaving the `with` block releases the cached parse (or call `unpersist()`).
+    """
 
     items: DataFrame
     images: DataFrame
@@ -161,6 +165,12 @@ class IngestResult:
         for df in self._persisted:
             df.unpersist()
 
+    def __enter__(self) -> "IngestResult":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.unpersist()
+
 
 def ingest(
     spark: SparkSession,
@@ -170,6 +180,8 @@ def ingest(
     patterns: Optional[Iterable[str]] = None,
 ) -> IngestResult:
     """Parse `paths` (files, directories, globs; any fsspec URI) in `format` into items/images/quarantine.
+
+    The parse is cached for the three tables: use the result in a `with` block (or `unpersist()` it).
 
     format: one of READERS ("webdataset", "documents", "mmc4", "nemo_parquet").
     Samples whose id appears in more than one document keep the first document (ordered by
@@ -200,7 +212,7 @@ def ingest(
             .where("_rank > 1")
         )
         items = items_all.join(losers.select("sample_id", "origin"), ["sample_id", "origin"], "left_anti")
-        items = _with_passthrough(items, spark, options).persist(StorageLevel.MEMORY_AND_DISK)  # read 3 times
+        items = _with_passthrough(items, options).persist(StorageLevel.MEMORY_AND_DISK)  # read 3 times
         items.count()
 
     duplicates = losers.select(
@@ -219,7 +231,7 @@ def ingest(
     return IngestResult(items, images, quarantine, files, [union, items])
 
 
-def _with_passthrough(items: DataFrame, spark: SparkSession, options: ReaderOptions) -> DataFrame:
+def _with_passthrough(items: DataFrame, options: ReaderOptions) -> DataFrame:
     """Expand the encoded passthrough JSON into one typed column per field.
 
     Field names and kinds are a small distinct set gathered from the data; a field seen with
@@ -255,49 +267,3 @@ def _column_kind(kinds: set) -> str:
     if kinds and kinds <= {"bigint", "double"}:
         return "double"
     return "string"
-
-
-def ingest_to_lakehouse(
-    lake,
-    paths: Sequence[str] | str,
-    format: str,
-    options: Optional[ReaderOptions] = None,
-    patterns: Optional[Iterable[str]] = None,
-    app_id: Optional[str] = None,
-    app_version: Optional[int] = None,
-) -> dict:
-    """Ingest and append to the lakehouse's `items`, `images` and `quarantine` tables.
-
-    Images already in the lakehouse are not stored again; samples whose id is already in `items`
-    are quarantined as `duplicate_sample_id`. Images are committed first and items last, so
-    `items` never references an image the lakehouse lacks. With app_id/app_version each table's
-    commit is idempotent: rerunning a job that died half-way completes it without duplicates.
-    Returns the summary counts.
-    """
-    result = ingest(lake.spark, paths, format, options, patterns)
-    try:
-        items, images, quarantine = result.items, result.images, result.quarantine
-        if lake.exists("items"):
-            existing = lake.read("items", version=lake.version("items")).select("sample_id").distinct()
-            clash = items.join(existing, "sample_id", "left_semi")
-            quarantine = quarantine.unionByName(
-                clash.where("position = -1").select(
-                    F.get_json_object("source_ref", "$.path").alias("source"),
-                    F.coalesce(F.get_json_object("source_ref", "$.member"), F.lit("")).alias("locator"),
-                    F.lit(STAGE).alias("stage"), F.lit("duplicate_sample_id").alias("reason"),
-                    F.lit("sample id already in the lakehouse").alias("detail"), "sample_id",
-                    F.lit(None).cast("string").alias("snippet"),
-                )
-            )
-            items = items.join(existing, "sample_id", "left_anti")
-        if lake.exists("images"):
-            stored = lake.read("images", version=lake.version("images")).select("image_id")
-            images = images.join(stored, "image_id", "left_anti")
-        txn = {"app_id": app_id, "app_version": app_version}
-        written = lake.write(images, "images", mode="append", **txn)
-        lake.write(quarantine, "quarantine", mode="append", **txn)
-        lake.write(items, "items", mode="append", **txn)
-        new_images = 0 if written.skipped else written.rows_added
-        return IngestResult(items, images, quarantine, result.files).summary(unique_images=new_images)
-    finally:
-        result.unpersist()

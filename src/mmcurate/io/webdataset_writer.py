@@ -35,7 +35,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from mmcurate.io.parquet_writer import interleaved_rows
+from mmcurate.io.nemo import interleaved_rows
 from mmcurate.schema import CORE_ITEM_COLUMNS, METADATA_POSITION, MODALITIES, require_columns
 
 DEFAULT_SAMPLES_PER_SHARD = 1000

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import re
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -25,7 +25,6 @@ from mmcurate.lakehouse.base import (
 )
 from mmcurate.lakehouse.embedded import EmbeddedBackend
 from mmcurate.lakehouse.native import NativeBackend, has_delta_connector
-from mmcurate.spark import apply_runtime_conf
 
 BACKENDS = ("auto", "embedded", "native")
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -65,16 +64,11 @@ class Lakehouse:
         """
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        apply_runtime_conf(spark)
         if backend == "auto":
             backend = "native" if has_delta_connector(spark) else "embedded"
         if backend == "native":
             return cls(spark, NativeBackend(spark, root))
         return cls(spark, EmbeddedBackend(spark, root, storage_options))
-
-    @property
-    def backend_name(self) -> str:
-        return self.backend.name
 
     def location(self, table: str) -> str:
         """Where `table` lives: a path/URI, or a catalog name on a catalog root."""
@@ -94,6 +88,8 @@ class Lakehouse:
         mode: str = "append",
         app_id: Optional[str] = None,
         app_version: Optional[int] = None,
+        replace_where: Optional[Mapping[str, Any]] = None,
+        commit_info: Optional[Mapping[str, Any]] = None,
     ) -> WriteResult:
         """Write `df` to `table` in one atomic commit.
 
@@ -102,10 +98,22 @@ class Lakehouse:
         app_id/app_version: make the commit idempotent; a retry with a version the table has
         already seen for `app_id` is skipped (`WriteResult.skipped`), so a rerun job never
         appends twice.
+        replace_where: with mode="overwrite", replace only the rows whose columns equal these values
+        (`{"recipe": "obelics"}`); `df` must hold only such rows. Other rows stay, in the same commit.
+        commit_info: JSON-able facts recorded in the commit (what stage wrote it, with which
+        parameters); `commit_infos` reads them back.
         """
         check_mode(mode)
         check_app_transaction(app_id, app_version)
-        return self.backend.write(df, _check_name(table), mode, app_id, app_version)
+        if replace_where is not None and (mode != "overwrite" or not replace_where):
+            raise ValueError("replace_where needs mode='overwrite' and at least one column = value")
+        return self.backend.write(df, _check_name(table), mode, app_id, app_version,
+                                  dict(replace_where) if replace_where else None,
+                                  dict(commit_info) if commit_info else None)
+
+    def commit_infos(self, table: str) -> list[tuple[int, dict]]:
+        """(version, commit_info) of the table's commits that recorded one, newest first."""
+        return self.backend.commit_infos(_check_name(table))
 
     def read(self, table: str, version: Optional[int] = None) -> DataFrame:
         """The table as a DataFrame, at its latest or a given version (time travel)."""

@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Protocol
+import json
+from functools import reduce
+from typing import Any, Optional, Protocol
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 WRITE_MODES = ("append", "overwrite", "error", "ignore")
+COMMIT_INFO_KEY = "mmcurate"
+"""The commit-info field (embedded) or userMetadata key (native) holding what the writer recorded."""
 
 
 class LakehouseError(RuntimeError):
@@ -58,8 +63,11 @@ class Backend(Protocol):
     def tables(self) -> list[str]: ...
 
     def write(
-        self, df: DataFrame, table: str, mode: str, app_id: Optional[str], app_version: Optional[int]
+        self, df: DataFrame, table: str, mode: str, app_id: Optional[str], app_version: Optional[int],
+        replace_where: Optional[dict[str, Any]], commit_info: Optional[dict[str, Any]],
     ) -> WriteResult: ...
+
+    def commit_infos(self, table: str) -> list[tuple[int, dict]]: ...
 
     def read(self, table: str, version: Optional[int]) -> DataFrame: ...
 
@@ -80,6 +88,35 @@ def check_app_transaction(app_id: Optional[str], app_version: Optional[int]) -> 
         raise ValueError("app_id and app_version go together: pass both or neither")
     if app_version is not None and app_version < 0:
         raise ValueError(f"app_version must be >= 0, got {app_version}")
+
+
+def matches(replace_where: dict[str, Any]) -> Column:
+    """The rows a replace_where mapping selects: every column equal to its value."""
+    return reduce(lambda a, b: a & b, [F.col(f"`{c}`") == F.lit(v) for c, v in replace_where.items()])
+
+
+def replace_where_sql(replace_where: dict[str, Any]) -> str:
+    """The same condition as Delta's `replaceWhere` SQL text (strings quoted, quotes escaped)."""
+    def literal(value: Any) -> str:
+        if isinstance(value, str):
+            return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return repr(value)
+        raise ValueError(f"replace_where values are strings or numbers, got {value!r}")
+    return " AND ".join(f"`{c}` = {literal(v)}" for c, v in replace_where.items())
+
+
+def encode_commit_info(info: dict[str, Any]) -> str:
+    return json.dumps(info, sort_keys=True, default=str)
+
+
+def decode_commit_info(text: Optional[str]) -> Optional[dict]:
+    """What `encode_commit_info` wrote, or None for a commit that recorded nothing (or something else)."""
+    try:
+        value = json.loads(text) if text else None
+    except (TypeError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def schema_differences(table: T.StructType, incoming: T.StructType) -> list[str]:

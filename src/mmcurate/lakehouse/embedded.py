@@ -27,15 +27,23 @@ from pyspark.sql import types as T
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
 from mmcurate.lakehouse.base import (
+    COMMIT_INFO_KEY,
     CommitConflictError,
     SchemaMismatchError,
     TableExistsError,
     TableNotFoundError,
     UnsupportedTableError,
     WriteResult,
+    decode_commit_info,
+    encode_commit_info,
+    matches,
     schema_differences,
 )
 from mmcurate.lakehouse.stats import add_actions
+from mmcurate.spark import session_conf
+
+WRITE_CONF = {"spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS"}
+"""Set for the duration of each write: Delta readers expect INT64 micros, Spark's default is INT96."""
 
 UNSUPPORTED_READER_FEATURES = {"deletionVectors", "columnMapping", "v2Checkpoint"}
 """Features whose semantics a plain Parquet read of the active files would get wrong."""
@@ -114,7 +122,7 @@ class EmbeddedBackend:
                 h.get("operation"),
                 json.dumps(h.get("operationParameters") or {}),
                 json.dumps(h.get("operationMetrics") or {}),
-                json.dumps(h.get("userMetadata") or h.get("custom_metadata") or {}),
+                h.get(COMMIT_INFO_KEY) or json.dumps(h.get("userMetadata") or {}),
                 h.get("engineInfo") or h.get("clientVersion"),
             )
             for h in self._require(table).history()
@@ -129,6 +137,10 @@ class EmbeddedBackend:
             .drop("timestamp_ms")
             .orderBy(F.desc("version"))
         )
+
+    def commit_infos(self, table: str) -> list[tuple[int, dict]]:
+        found = [(h["version"], decode_commit_info(h.get(COMMIT_INFO_KEY))) for h in self._require(table).history()]
+        return sorted(((v, info) for v, info in found if info is not None), key=lambda p: -p[0])
 
     # -- maintenance ----------------------------------------------------------------------------
     def vacuum(self, table: str, retention_hours: int) -> list[str]:
@@ -155,8 +167,15 @@ class EmbeddedBackend:
         mode: str = "append",
         app_id: Optional[str] = None,
         app_version: Optional[int] = None,
+        replace_where: Optional[dict] = None,
+        commit_info: Optional[dict] = None,
     ) -> WriteResult:
         dt = self._load(table)
+        read_version = None
+        if replace_where and dt is not None:  # keep the other rows: rewrite them with df, in one overwrite
+            read_version = dt.version()
+            kept = self.read(table, read_version).where(~F.coalesce(matches(replace_where), F.lit(False)))
+            df = kept.unionByName(df, allowMissingColumns=True)
         if dt is not None:
             if mode == "error":
                 raise TableExistsError(f"table {table!r} already exists at {self.location(table)}")
@@ -184,15 +203,21 @@ class EmbeddedBackend:
         folder = f"data-{uuid.uuid4().hex[:16]}"
         staging_fs = f"{self._fs_path(table)}/{folder}"
         try:
-            df.write.mode("error").parquet(f"{self.location(table)}/{folder}")
+            with session_conf(self.spark, WRITE_CONF):
+                df.write.mode("error").parquet(f"{self.location(table)}/{folder}")
             files = sorted(
                 info.path
                 for info in self.fs.get_file_info(pafs.FileSelector(staging_fs))
                 if info.is_file and info.base_name.endswith(".parquet")
             )
             actions, rows = add_actions(self.fs, self._fs_path(table), files)
+            metadata = {"engine": "mmcurate-embedded"}
+            if commit_info:
+                metadata[COMMIT_INFO_KEY] = encode_commit_info(commit_info)
+            if read_version is not None and self._require(table).version() != read_version:
+                raise CommitConflictError(f"{table!r} changed while its rows were being replaced; run again")
             properties = CommitProperties(
-                custom_metadata={"engine": "mmcurate-embedded"},
+                custom_metadata=metadata,
                 app_transactions=[Transaction(app_id, app_version)] if app_id is not None else None,
             )
             version = self._commit(table, dt, actions, mode, arrow_schema, properties)

@@ -5,16 +5,21 @@ The root is either a storage path (`s3://bucket/lake`, `/Volumes/...`) or a cata
 """
 from __future__ import annotations
 
+import json
 from typing import Optional
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from mmcurate.lakehouse.base import (
+    COMMIT_INFO_KEY,
     SchemaMismatchError,
     TableExistsError,
     TableNotFoundError,
     WriteResult,
+    decode_commit_info,
+    encode_commit_info,
+    replace_where_sql,
     schema_differences,
 )
 
@@ -87,6 +92,16 @@ class NativeBackend:
             "timestamp",
         ).orderBy(F.desc("version"))
 
+    def commit_infos(self, table: str) -> list[tuple[int, dict]]:
+        rows = self._delta_table(table).history().select("version", "userMetadata").collect()  # one row per commit
+        found = []
+        for row in rows:
+            outer = decode_commit_info(row.userMetadata)
+            info = decode_commit_info(outer.get(COMMIT_INFO_KEY)) if outer else None
+            if info is not None:
+                found.append((row.version, info))
+        return sorted(found, key=lambda p: -p[0])
+
     def vacuum(self, table: str, retention_hours: int) -> list[str]:
         """Delta's VACUUM (the connector enforces its own minimum retention unless configured)."""
         self._delta_table(table).vacuum(retention_hours)
@@ -99,6 +114,8 @@ class NativeBackend:
         mode: str = "append",
         app_id: Optional[str] = None,
         app_version: Optional[int] = None,
+        replace_where: Optional[dict] = None,
+        commit_info: Optional[dict] = None,
     ) -> WriteResult:
         exists = self.exists(table)
         if exists and mode == "error":
@@ -111,8 +128,12 @@ class NativeBackend:
                 raise SchemaMismatchError(f"cannot append to {table!r}: " + "; ".join(diffs))
         before = self.version(table) if exists else -1
         writer = df.write.format("delta").mode(mode)
-        if mode == "overwrite":
+        if mode == "overwrite" and replace_where and exists:
+            writer = writer.option("replaceWhere", replace_where_sql(replace_where))
+        elif mode == "overwrite":
             writer = writer.option("overwriteSchema", "true")
+        if commit_info:
+            writer = writer.option("userMetadata", json.dumps({COMMIT_INFO_KEY: encode_commit_info(commit_info)}))
         if app_id is not None:
             writer = writer.option("txnAppId", app_id).option("txnVersion", app_version)
         if self.catalog:

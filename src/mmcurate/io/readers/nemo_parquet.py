@@ -18,10 +18,8 @@ import pyarrow.parquet as pq
 
 from mmcurate.images import extract_tiff_frame
 from mmcurate.io.documents import Bad, Document, Item, ReaderOptions, select_fields
+from mmcurate.io.nemo import NEMO_COLUMNS
 from mmcurate.io.readers.records import PARQUET_BATCH_ROWS
-
-NEMO_COLUMNS = ("sample_id", "position", "modality", "content_type", "text_content", "binary_content",
-                "source_ref", "materialize_error")
 
 
 def _is_text(t: pa.DataType) -> bool:

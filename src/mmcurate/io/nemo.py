@@ -1,0 +1,50 @@
+"""NeMo Curator's interleaved layout in one place: its reserved columns and items joined with their image bytes.
+
+Readers and both writers use these, so the column set cannot drift between them.
+"""
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from mmcurate.schema import ITEMS, require_columns
+
+NEMO_COLUMNS = (
+    "sample_id", "position", "modality", "content_type", "text_content", "binary_content", "source_ref",
+    "materialize_error",
+)
+"""NeMo Curator's reserved interleaved columns, in its order; passthrough columns follow them."""
+
+IMAGE_COLUMNS = {"image_id": "string", "binary_content": "binary", "content_type": "string"}
+"""What the exports read from the `images` table."""
+
+
+def interleaved_rows(items: DataFrame, images: DataFrame) -> DataFrame:
+    """Items with their image bytes joined in, as NeMo Curator's interleaved rows.
+
+    Columns: NEMO_COLUMNS, then every other items column as passthrough (`image_id` and
+    `image_url` included). `binary_content` comes from a left join on `image_id`, so text rows and
+    URL-only images get null bytes; an image row's `content_type` is the `images` one (read from
+    the bytes) where the image is known, else the item's. `materialize_error` is null.
+    `images` must hold one row per `image_id` (it is content-addressed), or item rows would repeat.
+    """
+    require_columns(items, ITEMS, where="interleaved_rows(items)")
+    require_columns(images, IMAGE_COLUMNS, where="interleaved_rows(images)")
+    known = images.select("image_id", "binary_content", F.col("content_type").alias("__image_content_type"))
+    passthrough = [_col(name) for name in items.columns if name not in NEMO_COLUMNS]
+    return items.join(known, "image_id", "left").select(
+        "sample_id",
+        "position",
+        "modality",
+        F.coalesce("__image_content_type", "content_type").alias("content_type"),
+        "text_content",
+        "binary_content",
+        "source_ref",
+        F.lit(None).cast("string").alias("materialize_error"),
+        *passthrough,
+    )
+
+
+def _col(name: str) -> Column:
+    """A column by its literal name, whatever characters it holds (dots, spaces, backticks)."""
+    return F.col("`" + name.replace("`", "``") + "`")

@@ -1,0 +1,216 @@
+"""Lakehouse-level steps (ingest, annotate, select, export): the only code that reads and writes lakehouse tables.
+
+Jobs, the CLI, notebooks and tests call these; stages and recipes stay pure DataFrame code.
+
+>>> steps.ingest(lake, "s3://bucket/mint/", "webdataset", app_id="ingest", app_version=1)
+>>> steps.annotate(lake, steps.stages_for("nemo_default"))      # incremental: only what is new
+>>> selection = steps.select(lake, "nemo_default")              # reads tables, computes nothing
+>>> steps.export(lake, "s3://bucket/train-wds", shard_bytes=10**9)
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Iterable, Mapping, Optional, Sequence, Union
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from mmcurate.annotate import STAGES, build_stage, stage_for_column
+from mmcurate.io.documents import STAGE as INGEST_STAGE
+from mmcurate.io.documents import ReaderOptions
+from mmcurate.io.ingest import IngestResult
+from mmcurate.io.ingest import ingest as parse
+from mmcurate.lakehouse import Lakehouse
+from mmcurate.select import LEVEL_KEYS, Recipe, RecipeError, Selection, SignalTable
+from mmcurate.spark import session_conf
+from mmcurate.stage import Stage
+
+CORE_TABLES = ("items", "images", "quarantine", "curated_items", "drops")
+"""Tables the steps own; every other table with a recorded key is a signal table recipes can read."""
+
+StageSpec = Union[Stage, str, Mapping[str, Any]]
+
+
+def ingest(
+    lake: Lakehouse,
+    paths: Sequence[str] | str,
+    format: str,
+    options: Optional[ReaderOptions] = None,
+    patterns: Optional[Iterable[str]] = None,
+    app_id: Optional[str] = None,
+    app_version: Optional[int] = None,
+) -> dict:
+    """Parse source files and append to the lakehouse's `items`, `images` and `quarantine` tables.
+
+    Images already in the lakehouse are not stored again; samples whose id is already in `items`
+    are quarantined as `duplicate_sample_id`. Images are committed first and items last, so
+    `items` never references an image the lakehouse lacks. With app_id/app_version each table's
+    commit is idempotent: rerunning a job that died half-way completes it without duplicates.
+    Returns the summary counts.
+    """
+    with parse(lake.spark, paths, format, options, patterns) as result:
+        items, images, quarantine = result.items, result.images, result.quarantine
+        if lake.exists("items"):
+            existing = lake.read("items", version=lake.version("items")).select("sample_id").distinct()
+            clash = items.join(existing, "sample_id", "left_semi")
+            quarantine = quarantine.unionByName(
+                clash.where("position = -1").select(
+                    F.get_json_object("source_ref", "$.path").alias("source"),
+                    F.coalesce(F.get_json_object("source_ref", "$.member"), F.lit("")).alias("locator"),
+                    F.lit(INGEST_STAGE).alias("stage"), F.lit("duplicate_sample_id").alias("reason"),
+                    F.lit("sample id already in the lakehouse").alias("detail"), "sample_id",
+                    F.lit(None).cast("string").alias("snippet"),
+                )
+            )
+            items = items.join(existing, "sample_id", "left_anti")
+        if lake.exists("images"):
+            stored = lake.read("images", version=lake.version("images")).select("image_id")
+            images = images.join(stored, "image_id", "left_anti")
+        txn = {"app_id": app_id, "app_version": app_version}
+        info = {"step": "ingest", "format": format, "files": len(result.files)}
+        written = lake.write(images, "images", mode="append", commit_info=info, **txn)
+        lake.write(quarantine, "quarantine", mode="append", commit_info=info, **txn)
+        lake.write(items, "items", mode="append", commit_info=info, **txn)
+        new_images = 0 if written.skipped else written.rows_added
+        return IngestResult(items, images, quarantine, result.files).summary(unique_images=new_images)
+
+
+@dataclass(frozen=True)
+class Annotated:
+    """What `annotate` did for one stage: appended new keys, rebuilt the table, or found nothing to do."""
+
+    stage: str
+    table: str
+    action: str  # "append" | "overwrite" | "up_to_date"
+    rows_added: int
+    version: Optional[int]
+    reason: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def stage_info(lake: Lakehouse, table: str) -> Optional[dict]:
+    """What the newest annotate commit of `table` recorded (stage, version, params, key, fingerprint), or None."""
+    if not lake.exists(table):
+        return None
+    for _, info in lake.commit_infos(table):
+        if info.get("step") == "annotate":
+            return info
+    return None
+
+
+def annotate(lake: Lakehouse, stages: Iterable[StageSpec]) -> list[Annotated]:
+    """Run each stage on the keys its table lacks, and append their rows in one idempotent commit per stage.
+
+    A table written by another version or other parameters of the stage is rebuilt from scratch
+    (its rows would not be comparable); otherwise only input rows whose key has no row yet are
+    computed (an anti-join), so a rerun with no new data computes nothing. The commit records the
+    stage's name, version, parameters, key and resources, and the input version it read.
+    """
+    done = []
+    for spec in stages:
+        stage = spec if isinstance(spec, Stage) else build_stage(spec)
+        source = lake.read(stage.input)
+        input_version = lake.version(stage.input)
+        recorded = stage_info(lake, stage.table)
+        key = list(stage.key)
+        if recorded is not None and recorded.get("fingerprint") == stage.fingerprint:
+            action, reason = "append", "new keys"
+            todo = source.join(lake.read(stage.table).select(*key), key, "left_anti")
+        elif lake.exists(stage.table):
+            action, reason = "overwrite", (
+                f"table was written by {recorded.get('stage')} version {recorded.get('version')} with "
+                f"{recorded.get('params')}" if recorded else "table has no annotate record")
+            todo = source
+        else:
+            action, reason, todo = "overwrite", "new table", source
+        if action == "append" and todo.select(*key).isEmpty():
+            done.append(Annotated(stage.name, stage.table, "up_to_date", 0, lake.version(stage.table),
+                                  "every key already has a row"))
+            continue
+        info = {"step": "annotate", **stage.describe(), "input": stage.input, "input_version": input_version}
+        with session_conf(lake.spark, stage.spark_conf):
+            written = lake.write(stage(todo), stage.table, mode=action, commit_info=info,
+                                 app_id=f"mmcurate.annotate.{stage.name}.{stage.fingerprint}",
+                                 app_version=input_version)
+        if written.skipped:
+            action, reason = "up_to_date", written.reason or "already committed"
+        done.append(Annotated(stage.name, stage.table, action, written.rows_added or 0, written.version, reason))
+    return done
+
+
+def stages_for(recipe: Union[Recipe, str]) -> list[Stage]:
+    """The catalogued annotate stages (default parameters) that make the columns `recipe`'s rules read."""
+    recipe = recipe if isinstance(recipe, Recipe) else Recipe.from_yaml(recipe)
+    needed = set()
+    for rule in recipe.rules:
+        for word in rule.columns():
+            for key in LEVEL_KEYS[rule.level]:
+                stage = stage_for_column(word, key)
+                if stage is not None:
+                    needed.add(stage.name)
+    return [cls() for name, cls in STAGES.items() if name in needed]
+
+
+def signal_tables(lake: Lakehouse, recipe: Optional[Recipe] = None) -> list[SignalTable]:
+    """Every lakehouse table a recipe can join: those an annotate stage recorded a key for, and those
+    the recipe names with their key (`tables:` in its YAML)."""
+    named = dict(recipe.tables) if recipe else {}
+    present = set(lake.tables())
+    missing = sorted(set(named) - present)
+    if missing:
+        raise RecipeError(f"recipe {recipe.name!r} names tables the lakehouse lacks: {missing}")
+    found = []
+    for name in sorted(present - set(CORE_TABLES)):
+        info = stage_info(lake, name) if name not in named else None
+        key = named.get(name) or (info or {}).get("key")
+        if key:
+            found.append(SignalTable(name, tuple(key), lake.read(name)))
+    return found
+
+
+def select(lake: Lakehouse, recipe: Union[Recipe, str], curated_table: str = "curated_items") -> Selection:
+    """Apply `recipe` to `items` with the signal tables already in the lakehouse; write the curated items and
+    replace this recipe's rows of `drops` (other recipes' rows stay).
+
+    Nothing is computed here: a rule reading a column no table has fails before any job, naming
+    the annotate stage that makes it. Returns the Selection with `curated` and `drops` read back
+    and `summary` in memory; the commits record the recipe and the versions of the tables read.
+    """
+    recipe = recipe if isinstance(recipe, Recipe) else Recipe.from_yaml(recipe)
+    items = lake.read("items")
+    tables = signal_tables(lake, recipe)
+    plan = recipe.plan(items, tables)
+    read = sorted({t.name for level in plan.values() for t, _ in level})
+    info = {"step": "select", "recipe": recipe.name, "recipe_version": recipe.version,
+            "read": {name: lake.version(name) for name in ["items", *read]}}
+    selection = recipe.apply(items, tables).persist()
+    try:
+        lake.write(selection.curated, curated_table, mode="overwrite", commit_info=info)
+        lake.write(selection.drops, "drops", mode="overwrite", replace_where={"recipe": recipe.name}, commit_info=info)
+        summary = lake.spark.createDataFrame(selection.summary.collect(), selection.summary.schema)
+    finally:
+        selection.unpersist()
+    drops = lake.read("drops").where(F.col("recipe") == recipe.name)
+    return replace(selection, curated=lake.read(curated_table), drops=drops, summary=summary)
+
+
+def export(
+    lake: Lakehouse, out: str, format: str = "webdataset", table: str = "curated_items", **options: Any
+) -> Optional[DataFrame]:
+    """Write `table`'s items with their image bytes as WebDataset shards (returns the manifest) or NeMo Parquet.
+
+    options go to `write_webdataset` (samples_per_shard, shard_bytes, prefix, seed, overwrite) or
+    `write_parquet` (rows_per_file, overwrite).
+    """
+    from mmcurate.io.parquet_writer import write_parquet
+    from mmcurate.io.webdataset_writer import write_webdataset
+
+    items, images = lake.read(table), lake.read("images")
+    if format == "parquet":
+        write_parquet(items, images, out, **options)
+        return None
+    if format != "webdataset":
+        raise ValueError(f"format must be 'webdataset' or 'parquet', got {format!r}")
+    return write_webdataset(items, images, out, **options)
