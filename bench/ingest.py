@@ -1,4 +1,4 @@
-"""WebDataset shards -> Delta through `ingest_to_lakehouse` vs a bare tarfile + pyarrow loop, one run.
+"""WebDataset shards -> Delta through `steps.ingest` vs a bare tarfile + pyarrow loop, one run.
 
     python bench/ingest.py --samples 5000 --shards 8
 
@@ -112,7 +112,7 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=8)
     args = parser.parse_args()
 
-    from mmcurate.io.ingest import ingest_to_lakehouse
+    from mmcurate import steps
     from mmcurate.lakehouse import Lakehouse
     from mmcurate.spark import get_spark
 
@@ -137,10 +137,10 @@ def main() -> None:
 
         def ours():
             lake = Lakehouse.open(spark, str(work / f"lake{next(counter)}"), backend="embedded")
-            summary = ingest_to_lakehouse(lake, str(shards_dir), "webdataset")
+            summary = steps.ingest(lake, str(shards_dir), "webdataset")
             assert summary["documents"] == args.samples, summary
 
-        times = {"bare tarfile+pyarrow, 2 procs": timed(bare), "mmcurate ingest_to_lakehouse": timed(ours)}
+        times = {"bare tarfile+pyarrow, 2 procs": timed(bare), "mmcurate steps.ingest": timed(ours)}
         print(f"{args.samples} samples in {args.shards} shards ({size_mb:.0f} MiB), local[2]")
         ratio = report("WebDataset -> Delta (items + images + quarantine)", times,
                        "bare tarfile+pyarrow, 2 procs", goal=1.5)

@@ -11,17 +11,15 @@ InterleavedWebdatasetReader(materialize_on_read=True, sample_id_field="sample_id
 RayDataExecutor with a local Ray of 2 CPUs. Its interpreter start/imports and `ray.init` are
 reported apart from the pipeline run.
 
-Our side (in this process, local[2]; the JVM start is reported apart): ingest_to_lakehouse ->
-run_select(recipe) -> write_webdataset, with the recipe `nemo_default` (decodable, blur >= 100,
-qr_area_ratio < 0.05, image_text_ratio in [min, max]; the bounds are read from that recipe and
-passed to NeMo). Also a "two-pass" variant, which reproduces NeMo's stage order: the three image
-rules first, then the ratio rule on the surviving items (Recipe.apply on curated_items with
-SampleScores recomputed on them), timed as the extra work on top of the one-pass run.
+Our side (in this process, local[2]; the JVM start is reported apart): steps.ingest ->
+steps.annotate(image_scores) -> steps.select(recipe) -> steps.export, with the recipe `nemo_default`
+(decodable, blur >= 100, qr_area_ratio < 0.05, then kept_image_text_ratio in [min, max]: the ratio
+over the images the image rules kept, NeMo's stage order in one select; the bounds are read from
+that recipe and passed to NeMo).
 
 Comparison: every output tar of each side is read with tarfile; per sample the ordered content
 (modality, text or sha256 of the image member's bytes) is compared. Prints samples/s, the speed
-ratio and the match; differences of the one-pass recipe are classified (is the ratio the only
-cause: do the input ratio and the survivors' ratio fall on different sides of the bounds?).
+ratio and the match, with the first differing samples if any.
 """
 from __future__ import annotations
 
@@ -104,45 +102,9 @@ def _short(content: tuple) -> list:
     return [(m, (v[:40] + "...") if isinstance(v, str) and len(v) > 43 else v) for m, v in content]
 
 
-def input_counts(in_dir: Path) -> dict[str, tuple[int, int]]:
-    """{sample_id: (#images with a member, #whitespace words)} of the input shards (NeMo's ratio inputs)."""
-    counts = {}
-    for path in sorted(in_dir.glob("*.tar")):
-        with tarfile.open(path) as tar:
-            members = {m.name: m for m in tar if m.isfile()}
-            for name in (n for n in members if n.endswith(".json")):
-                record = json.loads(tar.extractfile(members[name]).read())
-                words = sum(len(str(t).split()) for t in record["texts"] if t is not None)
-                images = sum(1 for i in record["images"] if i is not None and i in members)
-                counts[record["sample_id"]] = (images, words)
-    return counts
-
-
-def explain(result: dict, inputs: dict, nemo: dict, ours: dict, lo: float, hi: float) -> dict:
-    """How many one-pass differences the ratio timing explains: the sample's input ratio and its ratio over
-    the images kept by the image rules fall on different sides of [lo, hi]."""
-    def inside(images, words):
-        return lo <= images / max(words, 1) <= hi
-
-    explained, unexplained = 0, []
-    for sid in result["only_ours"] + result["only_nemo"] + result["differing"]:
-        images_in, words = inputs[sid]
-        kept = ours.get(sid) if sid in ours else nemo.get(sid)
-        kept_images = sum(1 for m, _ in kept if m == "image")
-        kept_words = sum(len(v.split()) for m, v in kept if m == "text")
-        by_input, by_survivors = inside(images_in, words), inside(kept_images, kept_words)
-        if sid in result["only_ours"] and by_input and not by_survivors:
-            explained += 1
-        elif sid in result["only_nemo"] and by_survivors and not by_input:
-            explained += 1
-        else:
-            unexplained.append(sid)
-    return {"explained_by_ratio_order": explained, "unexplained": unexplained[:10], "n_unexplained": len(unexplained)}
-
-
 def ratio_bounds(recipe) -> tuple[float, float]:
     rule = next(r for r in recipe.rules if r.name == "image_text_ratio")
-    match = re.fullmatch(r"\s*image_text_ratio\s+BETWEEN\s+([0-9.eE+-]+)\s+AND\s+([0-9.eE+-]+)\s*", rule.predicate, re.I)
+    match = re.fullmatch(r"\s*kept_image_text_ratio\s+BETWEEN\s+([0-9.eE+-]+)\s+AND\s+([0-9.eE+-]+)\s*", rule.predicate, re.I)
     if not match:
         raise SystemExit(f"cannot read the bounds of {rule.predicate!r}")
     return float(match.group(1)), float(match.group(2))
@@ -177,26 +139,19 @@ def main() -> None:
                              "the demo data exercise the ratio-after-image-rules difference)")
     args = parser.parse_args()
 
-    from mmcurate.annotate.text_scores import SampleScores
-    from mmcurate.io.ingest import ingest_to_lakehouse
-    from mmcurate.io.webdataset_writer import write_webdataset
+    from mmcurate import steps
     from mmcurate.lakehouse import Lakehouse
-    from mmcurate.pipeline import run_select
     from mmcurate.select import Recipe
     from mmcurate.spark import get_spark
 
     recipe = Recipe.from_yaml("nemo_default")
     if args.ratio_bounds:
         lo, hi = args.ratio_bounds
-        recipe = Recipe(recipe.name, recipe.version, tuple(
-            replace(r, predicate=f"image_text_ratio BETWEEN {lo!r} AND {hi!r}") if r.name == "image_text_ratio" else r
-            for r in recipe.rules), recipe.description)
+        recipe = replace(recipe, rules=tuple(
+            replace(r, predicate=f"kept_image_text_ratio BETWEEN {lo!r} AND {hi!r}") if r.name == "image_text_ratio"
+            else r for r in recipe.rules))
     assert [r.name for r in recipe.rules] == ["decodable", "blur", "qrcode", "image_text_ratio"], recipe.rules
     lo, hi = ratio_bounds(recipe)
-    image_rules = Recipe("nemo_default_image_rules", recipe.version,
-                         tuple(r for r in recipe.rules if r.level == "image"))
-    ratio_rule = Recipe("nemo_default_ratio_after", recipe.version,
-                        tuple(r for r in recipe.rules if r.level == "sample"))
 
     work = Path(tempfile.mkdtemp(prefix="mmcurate-vs-nemo-"))
     print(f"work dir {work}")
@@ -221,33 +176,20 @@ def main() -> None:
         jvm_s = time.perf_counter() - started
 
         lake = Lakehouse.open(spark, str(work / "lake"), backend="embedded")
-        ours_out, twopass_out = work / "ours_out", work / "ours_2pass_out"
+        ours_out = work / "ours_out"
         t0 = time.perf_counter()
-        summary = ingest_to_lakehouse(lake, str(in_dir), "webdataset")
+        summary = steps.ingest(lake, str(in_dir), "webdataset")
         t1 = time.perf_counter()
-        selection = run_select(lake, recipe)
+        steps.annotate(lake, steps.stages_for(recipe))
         t2 = time.perf_counter()
-        write_webdataset(selection.curated, lake.read("images"), str(ours_out))
+        steps.select(lake, recipe)
         t3 = time.perf_counter()
-        ours_times = {"ingest_s": t1 - t0, "select_s": t2 - t1, "export_s": t3 - t2, "total_s": t3 - t0}
-        print(f"ours done: {ours_times}; ingest summary {summary}", flush=True)
-
-        # Two-pass: image rules, then the ratio rule on what they kept (NeMo's stage order).
+        steps.export(lake, str(ours_out))
         t4 = time.perf_counter()
-        first = run_select(lake, image_rules, rescore=False)  # image scores reused from the run above
-        survivors = first.curated
-        second = ratio_rule.apply(survivors, sample_scores=survivors.transform(SampleScores(text_signals=False))
-                                  .select("sample_id", "image_text_ratio"))
-        lake.write(second.curated, "curated_items_2pass", mode="overwrite")
-        write_webdataset(lake.read("curated_items_2pass"), lake.read("images"), str(twopass_out))
-        t5 = time.perf_counter()
-        twopass_extra = t5 - t4
-        print(f"two-pass extra (rescore=False select + ratio pass + export): {twopass_extra:.1f} s", flush=True)
-
-        nemo_samples, our_samples, two_samples = read_output(nemo_out), read_output(ours_out), read_output(twopass_out)
-        one = compare(nemo_samples, our_samples)
-        two = compare(nemo_samples, two_samples)
-        why = explain(one, input_counts(in_dir), nemo_samples, our_samples, lo, hi)
+        ours_times = {"ingest_s": t1 - t0, "annotate_s": t2 - t1, "select_s": t3 - t2, "export_s": t4 - t3,
+                      "total_s": t4 - t0}
+        print(f"ours done: {ours_times}; ingest summary {summary}", flush=True)
+        one = compare(read_output(nemo_out), read_output(ours_out))
 
         n = args.samples
         nemo_rate = n / nemo["pipeline_s"]
@@ -259,12 +201,11 @@ def main() -> None:
         print(f"NeMo Curator ({nemo['executor']}, 2 CPUs): imports {nemo['import_s']:.1f} s, ray.init "
               f"{nemo['ray_init_s']:.1f} s, pipeline.run {nemo['pipeline_s']:.1f} s -> {nemo_rate:.1f} samples/s "
               f"(whole process {nemo['process_wall_s']:.1f} s)")
-        print(f"mmcurate (local[2]): JVM start {jvm_s:.1f} s, ingest {ours_times['ingest_s']:.1f} s + select "
-              f"{ours_times['select_s']:.1f} s + export {ours_times['export_s']:.1f} s = {ours_times['total_s']:.1f} s "
-              f"-> {ours_rate:.1f} samples/s")
+        print(f"mmcurate (local[2]): JVM start {jvm_s:.1f} s, ingest {ours_times['ingest_s']:.1f} s + annotate "
+              f"{ours_times['annotate_s']:.1f} s + select {ours_times['select_s']:.1f} s + export "
+              f"{ours_times['export_s']:.1f} s = {ours_times['total_s']:.1f} s -> {ours_rate:.1f} samples/s")
         print(f"speed ours/NeMo: {ours_rate / nemo_rate:.2f}x")
-        print(f"two-pass variant: +{twopass_extra:.1f} s on top of the one-pass run")
-        for label, res in (("one-pass nemo_default", one), ("two-pass (image rules, then ratio)", two)):
+        for label, res in (("nemo_default, one select", one),):
             print(f"\nmatch, {label}: NeMo {res['nemo_samples']} samples, ours {res['our_samples']}; "
                   f"identical={res['identical']}; only NeMo {len(res['only_nemo'])}, only ours "
                   f"{len(res['only_ours'])}, same id different content {len(res['differing'])}")
@@ -274,14 +215,11 @@ def main() -> None:
                 print(f"  only ours (first): {res['only_ours'][:5]}")
             for sid, a, b in res["examples"]:
                 print(f"  {sid}:\n    NeMo {a}\n    ours {b}")
-        print(f"\none-pass differences explained by the ratio being computed before the image rules: "
-              f"{why['explained_by_ratio_order']}; unexplained {why['n_unexplained']} {why['unexplained']}")
         print("RESULT " + json.dumps({
             "samples": n, "unique_images": summary["unique_images"], "nemo_pipeline_s": round(nemo["pipeline_s"], 2), "ours_total_s": round(ours_times["total_s"], 2),
             "nemo_samples_per_s": round(nemo_rate, 1), "ours_samples_per_s": round(ours_rate, 1),
-            "speed_ratio": round(ours_rate / nemo_rate, 2), "onepass_identical": one["identical"],
-            "twopass_identical": two["identical"], "onepass_diffs": len(one["only_nemo"]) + len(one["only_ours"]) + len(one["differing"]),
-            "explained_by_ratio_order": why["explained_by_ratio_order"],
+            "speed_ratio": round(ours_rate / nemo_rate, 2), "identical": one["identical"],
+            "diffs": len(one["only_nemo"]) + len(one["only_ours"]) + len(one["differing"]),
         }))
     finally:
         if args.keep:

@@ -2,9 +2,9 @@
 # MAGIC %md
 # MAGIC # Curate interleaved image-text documents
 # MAGIC
-# MAGIC Ingest MINT-1T / OBELICS / MMC4 / NeMo data into Delta tables, score every unique image and
-# MAGIC every sample, select with a recipe of SQL predicates (with a ledger of every drop), and export
-# MAGIC WebDataset shards. Set the widgets, then run all. With the defaults it runs on the sample data
+# MAGIC Ingest MINT-1T / OBELICS / MMC4 / NeMo data into Delta tables, annotate signal tables (every unique
+# MAGIC image decoded once, only new data on a rerun), select with a recipe of SQL predicates (with a ledger
+# MAGIC of every drop), and export WebDataset shards. Set the widgets, then run all. With the defaults it runs on the sample data
 # MAGIC shipped inside the package.
 
 # COMMAND ----------
@@ -31,11 +31,11 @@ params
 
 # COMMAND ----------
 
-from mmcurate.io.ingest import ingest_to_lakehouse
+from mmcurate import steps
 from mmcurate.lakehouse import Lakehouse
 
 lake = Lakehouse.open(spark, params["lakehouse"])  # noqa: F821  (native Delta on Databricks)
-summary = ingest_to_lakehouse(lake, params["input"], params["format"], app_id="notebook-ingest", app_version=1)
+summary = steps.ingest(lake, params["input"], params["format"], app_id="notebook-ingest", app_version=1)
 summary
 
 # COMMAND ----------
@@ -45,50 +45,55 @@ display(spark.sql("SELECT reason, count(*) AS n FROM quarantine GROUP BY reason 
 
 # COMMAND ----------
 
-# MAGIC %md ## 2. Score and select
-# MAGIC Scores go to `image_scores`, `sample_scores`, `paragraph_scores`; the recipe's SQL predicates
-# MAGIC decide what goes to `curated_items`, and `drops` names the first rule that failed each dropped item.
+# MAGIC %md ## 2. Annotate
+# MAGIC The stages the recipe reads write their signal tables (`image_scores`, ...). Only keys without a row
+# MAGIC are computed: rerunning after more data is ingested scores just the new images and samples.
 
 # COMMAND ----------
 
-from mmcurate.pipeline import run_select
-
-selection = run_select(lake, params["recipe"])
-display(selection.summary.orderBy("order"))  # noqa: F821
+annotated = steps.annotate(lake, steps.stages_for(params["recipe"]))
+[a.as_dict() for a in annotated]
 
 # COMMAND ----------
 
-lake.register_views()
-why = spark.sql("""
-    SELECT s.n_images, s.n_words, round(s.image_text_ratio, 4) AS ratio, d.rule, d.reason
-    FROM drops d JOIN sample_scores s USING (sample_id)
-    ORDER BY s.n_images DESC LIMIT 50
-""")  # noqa: F821
-display(why)  # noqa: F821
-
-# COMMAND ----------
-
-# MAGIC %md ## 3. Tune a threshold without recomputing any model
-# MAGIC `rescore=False` reuses the score tables: only the SQL predicates run again.
+# MAGIC %md ## 3. Select
+# MAGIC The recipe's SQL predicates decide what goes to `curated_items`; `drops` names the first rule that
+# MAGIC failed each dropped item (and its `detail`, e.g. the score). Selecting reads tables only.
 
 # COMMAND ----------
 
 from mmcurate.select import Recipe, Rule
 
 recipe = Recipe.from_yaml(params["recipe"])
+selection = steps.select(lake, recipe)
+display(selection.summary.orderBy("order"))  # noqa: F821
+
+# COMMAND ----------
+
+lake.register_views()
+why = spark.sql(f"""
+    SELECT rule, reason, detail, count(*) AS items FROM drops
+    WHERE recipe = '{recipe.name}' GROUP BY 1, 2, 3 ORDER BY items DESC LIMIT 50
+""")  # noqa: F821
+display(why)  # noqa: F821
+
+# COMMAND ----------
+
+# MAGIC %md ## 4. Tune a threshold without recomputing anything
+# MAGIC A stricter recipe is only SQL over the same tables: no image is decoded again.
+
+# COMMAND ----------
+
 stricter = Recipe(f"{recipe.name}_strict", f"{recipe.version}-strict",
-                  tuple(Rule(r.name, r.level, "sharpness >= 200", r.description, r.source) if r.name == "blur" else r
-                        for r in recipe.rules))
-display(run_select(lake, stricter, rescore=False).summary.orderBy("order"))  # noqa: F821
+                  tuple(Rule(r.name, r.level, "sharpness >= 200", r.description, r.source, "sharpness")
+                        if r.name == "blur" else r for r in recipe.rules))
+display(steps.select(lake, stricter, curated_table="curated_items_strict").summary.orderBy("order"))  # noqa: F821
 
 # COMMAND ----------
 
-# MAGIC %md ## 4. Export WebDataset shards (MINT-1T / NeMo layout)
+# MAGIC %md ## 5. Export WebDataset shards (MINT-1T / NeMo layout)
 
 # COMMAND ----------
 
-from mmcurate.io.webdataset_writer import write_webdataset
-
-manifest = write_webdataset(lake.read("curated_items"), lake.read("images"), params["export"],
-                            shard_bytes=512 * 2**20, overwrite=True)
+manifest = steps.export(lake, params["export"], table="curated_items", shard_bytes=512 * 2**20, overwrite=True)
 display(manifest)  # noqa: F821

@@ -242,3 +242,53 @@ def test_vacuum_removes_unreferenced_files_and_abandoned_write_folders(spark, tm
     assert sorted(r.sample_id for r in lake.read("t").collect()) == ["s00050", "s00051", "s00052"]
     with pytest.raises(ValueError):
         lake.vacuum("t", retention_hours=-1)
+
+
+def test_replace_where_replaces_only_the_matching_rows_in_one_commit(spark, lake):
+    ledger = "recipe string, item int"
+    lake.write(spark.createDataFrame([("a", 1), ("a", 2), ("b", 1)], ledger), "drops")
+    result = lake.write(spark.createDataFrame([("a", 9)], ledger), "drops", mode="overwrite",
+                        replace_where={"recipe": "a"}, commit_info={"recipe": "a"})
+    assert result.version == 1
+    assert sorted(tuple(r) for r in lake.read("drops").collect()) == [("a", 9), ("b", 1)]
+    assert sorted(tuple(r) for r in lake.read("drops", version=0).collect()) == [("a", 1), ("a", 2), ("b", 1)]
+    # a new column (an older ledger without it) is added, null for the rows kept
+    wider = spark.createDataFrame([("b", 5, "x")], ledger + ", detail string")
+    lake.write(wider, "drops", mode="overwrite", replace_where={"recipe": "b"})
+    assert sorted(tuple(r) for r in lake.read("drops").collect()) == [("a", 9, None), ("b", 5, "x")]
+    with pytest.raises(ValueError, match="replace_where needs mode='overwrite'"):
+        lake.write(wider, "drops", mode="append", replace_where={"recipe": "b"})
+
+
+def test_commit_info_is_recorded_and_read_back_newest_first(spark, lake):
+    df = spark.createDataFrame([("s", 0)], "sample_id string, position int")
+    lake.write(df, "t", commit_info={"stage": "x", "params": {"n": 1}})
+    lake.write(df, "t")
+    lake.write(df, "t", commit_info={"stage": "x", "params": {"n": 2}})
+    assert lake.commit_infos("t") == [(2, {"stage": "x", "params": {"n": 2}}), (0, {"stage": "x", "params": {"n": 1}})]
+    assert '"n": 2' in lake.history("t").where("version = 2").first().user_metadata
+
+
+def test_the_users_session_settings_are_left_as_they_were(spark, tmp_path):
+    keys = ("spark.sql.session.timeZone", "spark.sql.parquet.outputTimestampType")
+    spark.conf.set(keys[0], "America/Chicago")
+    spark.conf.set(keys[1], "INT96")
+    try:
+        lake = Lakehouse.open(spark, str(tmp_path / "lake"), backend="embedded")
+        lake.write(frame(spark, rows(3)), "items")
+        assert [spark.conf.get(k) for k in keys] == ["America/Chicago", "INT96"]
+        footer = pq.ParquetFile(next((tmp_path / "lake" / "items").rglob("*.parquet"))).schema_arrow
+        assert footer.field("seen_at").type == pa.timestamp("us", tz="UTC")  # written as Delta wants, not INT96
+    finally:
+        spark.conf.set(keys[0], "UTC")
+        spark.conf.unset(keys[1])
+
+
+def test_connect_registers_every_table_for_sql(spark, tmp_path):
+    from mmcurate.lakehouse import connect
+
+    root = str(tmp_path / "lake")
+    Lakehouse.open(spark, root, backend="embedded").write(frame(spark, rows(4)), "items")
+    lake = connect(root, spark=spark, backend="embedded")
+    assert lake.spark is spark and lake.tables() == ["items"]
+    assert spark.sql("SELECT count(*) AS n FROM items").first().n == 4
