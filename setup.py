@@ -30,6 +30,7 @@ setup(
         "opencv-python-headless",
         "fsspec",
         "py3langid",
+        "safetensors",
     ],
     extras_require={"test": ["pytest", "chispa", "segno"]},
     entry_points={"console_scripts": ["mmcurate=mmcurate.cli:main"]},

@@ -166,3 +166,20 @@ def test_annotate_config_and_select_jobs_run_under_a_fresh_interpreter(annotated
         if job == "annotate.py":
             assert [json.loads(line)["action"] for line in done.stdout.splitlines()] == ["up_to_date", "up_to_date"]
     assert "recipe nemo_default version 1" in done.stdout and "empty_after_filtering" in done.stdout
+
+
+def test_a_new_stage_from_the_architecture_page_is_annotated_and_read_by_rules(spark, tmp_path, blobs):
+    """The 'Adding a stage' example, verbatim from docs/architecture.md: select finds its table by the key
+    its annotate commit recorded, with no registration anywhere."""
+    page = (REPO / "docs" / "architecture.md").read_text()
+    code = page.split("### Adding a stage\n\n```python\n", 1)[1].split("```", 1)[0]
+    namespace = {}
+    exec("from dataclasses import dataclass\nfrom pyspark.sql import functions as F, types as T\n"
+         "from mmcurate.stage import ITEM_KEY, Stage\n" + code, namespace)
+    lake = make_lake(spark, tmp_path / "lake", blobs)
+    [done] = steps.annotate(lake, [namespace["CaptionLength"]()])
+    assert (done.table, done.action, done.rows_added) == ("caption_length", "overwrite", 4)
+    recipe = Recipe("long_texts", "1", (Rule("long", "text", f"n_chars > {len(TEXT)}", detail="n_chars"),))
+    selection = steps.select(lake, recipe)
+    assert selection.curated.where("modality = 'text'").count() == 0
+    assert {r.detail for r in selection.drops.where("rule = 'long'").collect()} == {str(len(TEXT))}

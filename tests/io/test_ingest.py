@@ -8,7 +8,8 @@ import pytest
 from pyspark.sql import functions as F
 
 from mmcurate.io.documents import ReaderOptions
-from mmcurate.io.ingest import ingest, ingest_to_lakehouse
+from mmcurate import steps
+from mmcurate.io.ingest import ingest
 from mmcurate.lakehouse import Lakehouse
 
 
@@ -133,18 +134,18 @@ def test_nemo_parquet(spark, test_data, fixtures):
     result.unpersist()
 
 
-def test_ingest_to_lakehouse_appends_once_and_dedups_images(spark, tmp_path, test_data, fixtures):
+def test_ingest_step_appends_once_and_dedups_images(spark, tmp_path, test_data, fixtures):
     lake = Lakehouse.open(spark, str(tmp_path), backend="embedded")
     shards = sorted(str(p) for p in (test_data / "wds_mint").glob("*.tar"))
-    first = ingest_to_lakehouse(lake, shards[0], "webdataset", app_id="ingest", app_version=1)
-    second = ingest_to_lakehouse(lake, shards, "webdataset", app_id="ingest", app_version=2)
+    first = steps.ingest(lake, shards[0], "webdataset", app_id="ingest", app_version=1)
+    second = steps.ingest(lake, shards, "webdataset", app_id="ingest", app_version=2)
     # shard 0's documents come again in run 2: quarantined as duplicates, not appended twice
     assert second["quarantine_reasons"]["duplicate_sample_id"] == first["documents"]
     items = lake.read("items")
     assert items.where("position = -1").count() == fixtures["wds_mint"]["documents"]
     assert lake.read("images").count() == lake.read("images").select("image_id").distinct().count()
     assert lake.read("images").count() == fixtures["wds_mint"]["unique_images"] - 3
-    rerun = ingest_to_lakehouse(lake, shards, "webdataset", app_id="ingest", app_version=2)
+    rerun = steps.ingest(lake, shards, "webdataset", app_id="ingest", app_version=2)
     assert lake.version("items") == 1 and rerun["documents"] == 0
 
 

@@ -7,7 +7,8 @@ import tarfile
 import pyarrow.parquet as pq
 import pytest
 
-from mmcurate.io.ingest import ingest, ingest_to_lakehouse
+from mmcurate import steps
+from mmcurate.io.ingest import ingest
 from mmcurate.io.parquet_writer import write_parquet
 from mmcurate.io.webdataset_writer import write_webdataset
 from mmcurate.lakehouse import Lakehouse
@@ -50,7 +51,7 @@ def source_signature(tar_paths):
 def test_nemo_webdataset_round_trip(spark, tmp_path, test_data):
     shards = sorted(str(p) for p in (test_data / "wds_mint").glob("*.tar"))
     lake = Lakehouse.open(spark, str(tmp_path / "lake"), backend="embedded")
-    ingest_to_lakehouse(lake, shards, "webdataset")
+    steps.ingest(lake, shards, "webdataset")
     items, images = lake.read("items"), lake.read("images")
     manifest = write_webdataset(items, images, str(tmp_path / "out"), samples_per_shard=7)
     assert manifest.count() == 3
@@ -68,7 +69,7 @@ def test_nemo_webdataset_round_trip(spark, tmp_path, test_data):
 def test_nemo_parquet_round_trip(spark, tmp_path, test_data):
     source = test_data / "nemo_parquet" / "items.parquet"
     lake = Lakehouse.open(spark, str(tmp_path / "lake"), backend="embedded")
-    ingest_to_lakehouse(lake, str(source), "nemo_parquet")
+    steps.ingest(lake, str(source), "nemo_parquet")
     write_parquet(lake.read("items"), lake.read("images"), str(tmp_path / "out"))
 
     def rows(table):
