@@ -67,8 +67,11 @@ def test_annotate_once_then_select_and_retune_without_decoding(spark, tmp_path, 
     with pytest.raises(RecipeError, match="table 'image_scores', which is missing: run the annotate stage 'image_scores'"):
         steps.select(lake, "nemo_default")
 
+    batch_key = "spark.sql.execution.arrow.maxRecordsPerBatch"
+    before = spark.conf.get(batch_key)
     [first] = steps.annotate(lake, [stage])
     assert (first.action, first.rows_added, decoded(log)) == ("overwrite", 4, 4)
+    assert spark.conf.get(batch_key) == before  # the stage's batch size held for its write only
     info = steps.stage_info(lake, "image_scores")
     assert (info["stage"], info["version"], info["key"], info["input_version"]) == ("image_scores", "1", ["image_id"], 0)
     assert info["params"]["log"] == str(log) and info["fingerprint"] == stage.fingerprint
