@@ -309,6 +309,8 @@ class Recipe:
             item_checks = [c for c in checks if c[1] != "sample"]
             flagged = _with_first_failure(flagged, item_checks, _ITEM_DROP)
             uses_kept = any(r.columns() & set(KEPT.fieldNames()) for _, r in sample_rules)
+            if uses_kept:
+                require_columns(items, {"text_content": "string"}, where="kept counts (kept_words)")
             columns = flagged.columns
             frame = _with_sample_columns(flagged, plan["sample"], _kept_columns() if uses_kept else [])
             flagged = frame.select(*columns, *_rule_columns(sample_rules))
