@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable, Schema, Transaction
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError as _DeltaNotFound
-from deltalake.transaction import create_table_with_add_actions
+from deltalake.transaction import RemoveAction, create_table_with_add_actions
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -171,11 +171,16 @@ class EmbeddedBackend:
         commit_info: Optional[dict] = None,
     ) -> WriteResult:
         dt = self._load(table)
-        read_version = None
-        if replace_where and dt is not None:  # keep the other rows: rewrite them with df, in one overwrite
+        read_version, removes = None, []
+        if replace_where and dt is not None:
             read_version = dt.version()
-            kept = self.read(table, read_version).where(~F.coalesce(matches(replace_where), F.lit(False)))
-            df = kept.unionByName(df, allowMissingColumns=True)
+            removes = _files_holding_only(dt, replace_where)
+            if removes is not None and not schema_differences(spark_schema(dt), df.schema):
+                mode = "append"  # the replaced rows fill whole files: remove those, add df's, one commit
+            else:  # rows mixed within files, or a new schema: rewrite the other rows with df, one overwrite
+                removes = []
+                kept = self.read(table, read_version).where(~F.coalesce(matches(replace_where), F.lit(False)))
+                df = kept.unionByName(df, allowMissingColumns=True)
         if dt is not None:
             if mode == "error":
                 raise TableExistsError(f"table {table!r} already exists at {self.location(table)}")
@@ -220,7 +225,7 @@ class EmbeddedBackend:
                 custom_metadata=metadata,
                 app_transactions=[Transaction(app_id, app_version)] if app_id is not None else None,
             )
-            version = self._commit(table, dt, actions, mode, arrow_schema, properties)
+            version = self._commit(table, dt, actions + removes, mode, arrow_schema, properties)
         except BaseException:
             self._remove_quietly(staging_fs)
             raise
@@ -260,6 +265,20 @@ class EmbeddedBackend:
             self.fs.delete_dir(path)
         except (OSError, FileNotFoundError):
             pass
+
+
+def _files_holding_only(dt: DeltaTable, values: dict) -> Optional[list[RemoveAction]]:
+    """Remove actions for the files whose statistics show every row matching `values`; None when some file
+    may hold matching and other rows alike (or lacks the statistics to tell)."""
+    files = pa.table(dt.get_add_actions(flatten=True)).to_pylist()
+    removes, now = [], int(time.time() * 1000)
+    for f in files:
+        bounds = [(f.get(f"min.{c}"), f.get(f"max.{c}"), f.get(f"null_count.{c}"), v) for c, v in values.items()]
+        if all(lo == hi == v and nulls == 0 for lo, hi, nulls, v in bounds):
+            removes.append(RemoveAction(path=f["path"], data_change=True, deletion_timestamp=now, size=f["size_bytes"]))
+        elif not any(lo is not None and hi is not None and (v < lo or v > hi) for lo, hi, _, v in bounds):
+            return None
+    return removes
 
 
 def spark_schema(dt: DeltaTable) -> T.StructType:
