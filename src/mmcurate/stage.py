@@ -32,7 +32,6 @@ from mmcurate.schema import require_columns
 IMAGE_KEY = ("image_id",)
 ITEM_KEY = ("sample_id", "position")
 SAMPLE_KEY = ("sample_id",)
-INPUTS = ("items", "images")
 _MAX_RECORDS = "spark.sql.execution.arrow.maxRecordsPerBatch"
 
 
@@ -60,10 +59,15 @@ class Dependency:
 class Stage:
     """Base of every stage: subclasses are frozen dataclasses whose fields are the stage's parameters.
 
-    Class attributes to set: `name` (also the registry name), `table`, `input`, `key`, `version`,
-    `reads`, `schema`; optionally `spark_conf`, `resources`, `requires`. Implement `compute`.
-    Bump `version` whenever the same parameters would give different values: the annotate step
-    then recomputes the table instead of mixing old and new rows.
+    Class attributes to set: `name` (also the registry name), `table`, `input` (`items`, `images` or
+    another stage's table), `key`, `version`, `reads`, `schema`; optionally `incremental`,
+    `spark_conf`, `resources`, `requires`. Implement `compute`. Bump `version` whenever the same
+    parameters would give different values: the annotate step then recomputes the table instead of
+    mixing old and new rows.
+
+    incremental=True: a key's row depends only on that key's input rows, so only new keys are
+    computed. Stages whose rows depend on the whole input (copy counts, duplicate clusters) set it
+    False: their table is recomputed whenever the input table has a new version, else left alone.
     """
 
     name: ClassVar[str]
@@ -73,6 +77,7 @@ class Stage:
     version: ClassVar[str]
     reads: ClassVar[Mapping[str, str]]
     schema: ClassVar[T.StructType]
+    incremental: ClassVar[bool] = True
     resources: ClassVar[Resources] = Resources()
     requires: ClassVar[tuple[Dependency, ...]] = ()
 

@@ -105,19 +105,32 @@ def annotate(lake: Lakehouse, stages: Iterable[StageSpec]) -> list[Annotated]:
 
     A table written by another version or other parameters of the stage is rebuilt from scratch
     (its rows would not be comparable); otherwise only input rows whose key has no row yet are
-    computed (an anti-join), so a rerun with no new data computes nothing. The commit records the
-    stage's name, version, parameters, key and resources, and the input version it read.
+    computed (an anti-join), so a rerun with no new data computes nothing. A stage that is not
+    `incremental` (copy counts, duplicate clusters) is recomputed whole when its input table has a
+    new version, and skipped otherwise. Stages run in the order given, so a stage reading another
+    stage's table comes after it. The commit records the stage's name, version, parameters, key
+    and resources, and the input version it read.
     """
     done = []
     for spec in stages:
         stage = spec if isinstance(spec, Stage) else build_stage(spec)
+        if not lake.exists(stage.input):
+            maker = f" (run the stage {stage.input!r} first)" if stage.input in STAGES else ""
+            raise ValueError(f"stage {stage.name!r} reads table {stage.input!r}, which the lakehouse lacks{maker}")
         source = lake.read(stage.input)
         input_version = lake.version(stage.input)
         recorded = stage_info(lake, stage.table)
         key = list(stage.key)
-        if recorded is not None and recorded.get("fingerprint") == stage.fingerprint:
+        same = recorded is not None and recorded.get("fingerprint") == stage.fingerprint
+        if same and not stage.incremental and recorded.get("input_version") == input_version:
+            done.append(Annotated(stage.name, stage.table, "up_to_date", 0, lake.version(stage.table),
+                                  f"input {stage.input} still at version {input_version}"))
+            continue
+        if same and stage.incremental:
             action, reason = "append", "new keys"
             todo = source.join(lake.read(stage.table).select(*key), key, "left_anti")
+        elif same:
+            action, reason, todo = "overwrite", f"input {stage.input} changed (version {input_version})", source
         elif lake.exists(stage.table):
             action, reason = "overwrite", (
                 f"table was written by {recorded.get('stage')} version {recorded.get('version')} with "
@@ -150,7 +163,12 @@ def stages_for(recipe: Union[Recipe, str]) -> list[Stage]:
                 stage = stage_for_column(word, key)
                 if stage is not None:
                     needed.add(stage.name)
-    return [cls() for name, cls in STAGES.items() if name in needed]
+    grew = True
+    while grew:  # a stage reading another stage's table needs that stage too
+        inputs = {STAGES[name].input for name in needed} & set(STAGES)
+        grew = not inputs <= needed
+        needed |= inputs
+    return [cls() for name, cls in STAGES.items() if name in needed]  # the catalogue lists inputs first
 
 
 def signal_tables(lake: Lakehouse, recipe: Optional[Recipe] = None) -> list[SignalTable]:

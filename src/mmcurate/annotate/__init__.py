@@ -9,9 +9,20 @@ from typing import Any, Mapping, Optional
 
 from mmcurate.annotate.image_scores import ImageScores
 from mmcurate.annotate.text_scores import DocumentScores, ParagraphScores, SampleCounts
+from mmcurate.dedup.exact import (
+    DocumentDuplicates,
+    DocumentParagraphDuplicates,
+    ImageCopies,
+    ParagraphDuplicates,
+    SampleImageDuplicates,
+)
 from mmcurate.stage import Stage
 
-STAGES: dict[str, type[Stage]] = {cls.name: cls for cls in (ImageScores, SampleCounts, DocumentScores, ParagraphScores)}
+STAGES: dict[str, type[Stage]] = {cls.name: cls for cls in (
+    ImageScores, SampleCounts, DocumentScores, ParagraphScores,
+    ImageCopies, SampleImageDuplicates, DocumentDuplicates, ParagraphDuplicates, DocumentParagraphDuplicates,
+)}
+"""Every catalogued stage by name; a stage that reads another stage's table comes after it."""
 
 
 def build_stage(spec: str | Mapping[str, Any]) -> Stage:
