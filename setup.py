@@ -32,6 +32,6 @@ setup(
         "py3langid",
         "safetensors",
     ],
-    extras_require={"test": ["pytest", "chispa", "segno"]},
+    extras_require={"test": ["pytest", "chispa", "segno", "datasketch"]},
     entry_points={"console_scripts": ["mmcurate=mmcurate.cli:main"]},
 )

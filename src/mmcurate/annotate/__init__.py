@@ -16,11 +16,13 @@ from mmcurate.dedup.exact import (
     ParagraphDuplicates,
     SampleImageDuplicates,
 )
+from mmcurate.dedup.minhash import NearDuplicateDocuments
 from mmcurate.stage import Stage
 
 STAGES: dict[str, type[Stage]] = {cls.name: cls for cls in (
     ImageScores, SampleCounts, DocumentScores, ParagraphScores,
     ImageCopies, SampleImageDuplicates, DocumentDuplicates, ParagraphDuplicates, DocumentParagraphDuplicates,
+    NearDuplicateDocuments,
 )}
 """Every catalogued stage by name; a stage that reads another stage's table comes after it."""
 
