@@ -57,8 +57,12 @@ def corpus(spark, blobs):
     ]
     items = spark.createDataFrame(rows, ITEMS)
     images = spark.createDataFrame([(sha256_hex(b), b) for b in blobs.values()], "image_id string, binary_content binary")
-    tables = [SignalTable(name, cls.key, (images if cls.input == "images" else items).transform(cls()).cache())
-              for name, cls in STAGES.items()]
+    inputs = {"items": items, "images": images}
+    tables = []
+    for name, cls in STAGES.items():  # the catalogue lists a stage's input table before the stage
+        table = SignalTable(name, cls.key, inputs[cls.input].transform(cls()).cache())
+        inputs[name] = table.df
+        tables.append(table)
     yield {"items": items, "images": images, "tables": tables, **{t.name: t.df for t in tables}}
     for table in tables:
         table.df.unpersist()

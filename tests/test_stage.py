@@ -21,7 +21,9 @@ def inputs(spark, photo_jpg, truncated_jpg):
     ], ITEMS)
     images = spark.createDataFrame([(sha256_hex(b), b) for b in (photo_jpg, truncated_jpg)],
                                    "image_id string, binary_content binary")
-    return {"items": items, "images": images}
+    from mmcurate.annotate import ImageScores
+
+    return {"items": items, "images": images, "image_scores": images.transform(ImageScores())}
 
 
 @pytest.mark.parametrize("name", sorted(STAGES))

@@ -17,12 +17,13 @@ from mmcurate.dedup.exact import (
     SampleImageDuplicates,
 )
 from mmcurate.dedup.minhash import NearDuplicateDocuments
+from mmcurate.dedup.phash import NearDuplicateImages
 from mmcurate.stage import Stage
 
 STAGES: dict[str, type[Stage]] = {cls.name: cls for cls in (
     ImageScores, SampleCounts, DocumentScores, ParagraphScores,
     ImageCopies, SampleImageDuplicates, DocumentDuplicates, ParagraphDuplicates, DocumentParagraphDuplicates,
-    NearDuplicateDocuments,
+    NearDuplicateDocuments, NearDuplicateImages,
 )}
 """Every catalogued stage by name; a stage that reads another stage's table comes after it."""
 
