@@ -15,10 +15,17 @@ def test_demo_runs_end_to_end_and_accounts_for_everything(spark, tmp_path, capsy
     assert report["quarantine"] == {"malformed_json": 1, "image_truncated": 1, "missing_image_member": 3}
 
     lake = Lakehouse.open(spark, str(tmp_path / "lake"))
-    items, curated, drops = lake.read("items"), lake.read("curated_items"), lake.read("drops")
+    items, curated = lake.read("items"), lake.read("curated_items")
+    drops = lake.read("drops").where("recipe = 'nemo_default'")
     assert items.count() == curated.count() + drops.count()  # in = kept + dropped
     total = next(r for r in report["selection"] if r["rule"] == "total")
     assert total["kept"] == curated.count() and total["dropped"] == drops.count()
+
+    # exact dedup ran too, its ledger rows beside the recipe's: the header logo every page shows goes
+    dedup = {r["rule"]: r["dropped"] for r in report["dedup_exact"]}
+    assert dedup["frequent_image"] == expected["documents"] and dedup["duplicate_paragraph"] > 0
+    deduplicated, dedup_drops = lake.read("deduplicated_items"), lake.read("drops").where("recipe = 'dedup_exact'")
+    assert items.count() == deduplicated.count() + dedup_drops.count()
 
     shards = sorted(Path(tmp_path / "webdataset").glob("*.tar"))
     assert shards and sum(r["n_samples"] for r in report["shards"]) == report["curated_samples"] > 0

@@ -18,21 +18,24 @@ def demo_shards() -> str:
 
 
 def run_demo(out: str, spark: Optional[SparkSession] = None, recipe: str = "nemo_default") -> dict:
-    """Build a lakehouse under `out/lake` from the demo shards, annotate what `recipe` reads, curate with it
-    and export the curated samples to `out/webdataset`. A rerun reuses the ingest (idempotent commits)
-    and the signal tables (nothing new to annotate)."""
+    """Build a lakehouse under `out/lake` from the demo shards, annotate what `recipe` and `dedup_exact`
+    read, run exact dedup (into `deduplicated_items`, its drops in the ledger) and `recipe` (into
+    `curated_items`), and export the curated samples to `out/webdataset`. A rerun reuses the ingest
+    (idempotent commits) and the signal tables (nothing new to annotate)."""
     from mmcurate import steps
     from mmcurate.lakehouse import Lakehouse
     from mmcurate.spark import get_spark
 
     lake = Lakehouse.open(spark or get_spark(), os.path.join(out, "lake"))
     ingested = steps.ingest(lake, demo_shards(), "webdataset", app_id="mmcurate-demo", app_version=1)
-    annotated = steps.annotate(lake, steps.stages_for(recipe))
+    annotated = steps.annotate(lake, steps.stages_for(recipe) + steps.stages_for("dedup_exact"))
+    dedup = steps.select(lake, "dedup_exact", curated_table="deduplicated_items")  # its drops sit beside the recipe's
     selection = steps.select(lake, recipe)
     manifest = steps.export(lake, os.path.join(out, "webdataset"), samples_per_shard=25, overwrite=True)
     return {
         "ingested": ingested,
         "annotated": [a.as_dict() for a in annotated],
+        "dedup_exact": [row.asDict() for row in dedup.summary.collect()],
         "quarantine": {r.reason: r["count"] for r in lake.read("quarantine").groupBy("reason").count().collect()},
         "selection": [row.asDict() for row in selection.summary.collect()],
         "curated_samples": selection.curated.where("position = -1").count(),
