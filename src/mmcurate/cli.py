@@ -91,7 +91,8 @@ def _stage_specs(args) -> list:
     unique = {}
     for stage in specs:
         unique.setdefault(stage.name, stage)
-    return list(unique.values())
+    order = list(STAGES)  # a stage reading another stage's table runs after it
+    return sorted(unique.values(), key=lambda s: order.index(s.name) if s.name in order else len(order))
 
 
 def cmd_annotate(args) -> int:

@@ -2,6 +2,7 @@
 import pytest
 
 from mmcurate import steps
+from mmcurate.annotate import build_stage
 from mmcurate.dedup.exact import DocumentDuplicates, DocumentParagraphDuplicates, ImageCopies, ParagraphDuplicates
 from mmcurate.lakehouse import Lakehouse
 from mmcurate.select import Recipe, Rule
@@ -42,8 +43,7 @@ def lake(spark, tmp_path_factory):
     lake = Lakehouse.open(spark, str(tmp_path_factory.mktemp("dedup")), backend="embedded")
     lake.write(planted(spark), "items")
     lake.write(spark.createDataFrame([], "image_id string, binary_content binary"), "images")
-    steps.annotate(lake, steps.stages_for("dedup_exact") + [
-        steps.build_stage("sample_image_duplicates")])
+    steps.annotate(lake, steps.stages_for("dedup_exact") + [build_stage("sample_image_duplicates")])
     return lake
 
 
