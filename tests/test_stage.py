@@ -23,7 +23,10 @@ def inputs(spark, photo_jpg, truncated_jpg):
                                    "image_id string, binary_content binary")
     from mmcurate.annotate import ImageScores
 
-    return {"items": items, "images": images, "image_scores": images.transform(ImageScores())}
+    embeddings = spark.createDataFrame([("a", [1.0, 0.0]), ("b", [0.0, 1.0]), ("c", [1.0, 0.0])],
+                                       "sample_id string, embedding array<double>")
+    return {"items": items, "images": images, "image_scores": images.transform(ImageScores()),
+            "sample_embeddings": embeddings}
 
 
 @pytest.mark.parametrize("name", sorted(STAGES))

@@ -86,8 +86,8 @@ def _stage_specs(args) -> list:
         specs += [build_stage(spec) for spec in listed]
     if args.recipe:
         specs += steps.stages_for(args.recipe)
-    if not (args.stages or args.config or args.recipe):
-        specs = [cls() for cls in STAGES.values()]
+    if not (args.stages or args.config or args.recipe):  # every stage whose input a lakehouse or a stage makes
+        specs = [cls() for cls in STAGES.values() if cls.input in ("items", "images", *STAGES)]
     unique = {}
     for stage in specs:
         unique.setdefault(stage.name, stage)
@@ -189,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--app-version", type=int, default=None)
 
     p = sub.add_parser("annotate", parents=[common], help=COMMANDS["annotate"][1])
-    p.add_argument("--stages", default=None, help="comma-separated stage names (default: every catalogued stage)")
+    p.add_argument("--stages", default=None, help="comma-separated stage names (default: every catalogued stage reading items, images or a stage's table)")
     p.add_argument("--config", default=None, help="YAML file with a 'stages' list of names or {stage: name, ...params}")
     p.add_argument("--recipe", default=None, help="also run the stages this recipe's rules read")
 

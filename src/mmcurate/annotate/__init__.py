@@ -18,12 +18,13 @@ from mmcurate.dedup.exact import (
 )
 from mmcurate.dedup.minhash import NearDuplicateDocuments
 from mmcurate.dedup.phash import NearDuplicateImages
+from mmcurate.dedup.semantic import SemanticDuplicates
 from mmcurate.stage import Stage
 
 STAGES: dict[str, type[Stage]] = {cls.name: cls for cls in (
     ImageScores, SampleCounts, DocumentScores, ParagraphScores,
     ImageCopies, SampleImageDuplicates, DocumentDuplicates, ParagraphDuplicates, DocumentParagraphDuplicates,
-    NearDuplicateDocuments, NearDuplicateImages,
+    NearDuplicateDocuments, NearDuplicateImages, SemanticDuplicates,
 )}
 """Every catalogued stage by name; a stage that reads another stage's table comes after it."""
 

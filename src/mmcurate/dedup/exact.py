@@ -90,9 +90,12 @@ class ImageCopies(Stage):
 
     def compute(self, items: DataFrame) -> DataFrame:
         images = items.where((F.col("modality") == "image") & F.col("image_id").isNotNull())
-        return images.groupBy("image_id").agg(
-            F.countDistinct("sample_id").alias("image_documents"),
-            F.count(F.lit(1)).alias("image_occurrences"),
+        # (image, document) pairs first, shuffled on both columns, then per image (combined map-side): a
+        # distinct count would shuffle every pair of a hot image to one task
+        pairs = images.groupBy("image_id", "sample_id").agg(F.count(F.lit(1)).alias("_n"))
+        return pairs.groupBy("image_id").agg(
+            F.count(F.lit(1)).alias("image_documents"),
+            F.sum("_n").alias("image_occurrences"),
             F.min("sample_id").alias("image_first_sample"),
         )
 
