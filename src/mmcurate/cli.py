@@ -125,6 +125,13 @@ def cmd_select(args) -> int:
     return 0
 
 
+def cmd_merge(args) -> int:
+    from mmcurate import steps
+
+    print(json.dumps(steps.merge_image_duplicates(_lakehouse(args), table=args.table, out=args.out), sort_keys=True))
+    return 0
+
+
 def cmd_export(args) -> int:
     from mmcurate import steps
 
@@ -157,6 +164,7 @@ COMMANDS: dict[str, tuple[Callable, str]] = {
     "demo": (cmd_demo, "run ingest -> annotate -> select -> WebDataset export on the packaged sample data"),
     "annotate": (cmd_annotate, "compute signal tables (only for keys they lack): --stages, --config or --recipe"),
     "select": (cmd_select, "apply a recipe to items and signal tables; write curated_items and its drops ledger rows"),
+    "merge": (cmd_merge, "merge samples that share their images into one sample keeping every text"),
     "export": (cmd_export, "write a table of items (curated_items by default) as WebDataset shards or Parquet"),
     "ingest": (cmd_ingest, "read source files into the lakehouse's items, images and quarantine tables"),
     "sql": (cmd_sql, "run a SQL query with every lakehouse table visible by name"),
@@ -196,6 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("select", parents=[common], help=COMMANDS["select"][1])
     p.add_argument("--recipe", required=True, help="packaged recipe (nemo_default, obelics) or a YAML path")
     p.add_argument("--curated-table", default="curated_items", help="table the kept items go to")
+
+    p = sub.add_parser("merge", parents=[common], help=COMMANDS["merge"][1])
+    p.add_argument("--table", default="items", help="items table to merge")
+    p.add_argument("--out", default="merged_items", help="table the merged items go to")
 
     p = sub.add_parser("export", parents=[common], help=COMMANDS["export"][1])
     p.add_argument("--out", required=True, help="output directory (local path or fsspec URI)")

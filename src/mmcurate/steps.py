@@ -214,6 +214,21 @@ def select(lake: Lakehouse, recipe: Union[Recipe, str], curated_table: str = "cu
     return replace(selection, curated=lake.read(curated_table), drops=drops, summary=summary)
 
 
+def merge_image_duplicates(lake: Lakehouse, table: str = "items", out: str = "merged_items") -> dict:
+    """Merge samples of `table` that share their images into one sample each (`dedup.merge`), write `out`, and
+    put what does not carry over in `drops` under the recipe `merge_image_duplicates`. Returns counts."""
+    from mmcurate.dedup.merge import MERGE_RECIPE, merge_samples_sharing_images
+
+    merged, folded = merge_samples_sharing_images(lake.read(table))
+    info = {"step": "merge", "table": table, "read": {table: lake.version(table)}}
+    lake.write(merged, out, mode="overwrite", commit_info=info)
+    lake.write(folded, "drops", mode="overwrite", replace_where={"recipe": MERGE_RECIPE}, commit_info=info)
+    merged_samples = lake.read(out).where("merged_from != sample_id").select("sample_id").distinct().count()
+    return {"items_in": lake.read(table).count(), "items_out": lake.read(out).count(),
+            "folded": lake.read("drops").where(F.col("recipe") == MERGE_RECIPE).count(),
+            "samples_receiving_texts": merged_samples}
+
+
 def export(
     lake: Lakehouse, out: str, format: str = "webdataset", table: str = "curated_items", **options: Any
 ) -> Optional[DataFrame]:
