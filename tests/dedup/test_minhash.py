@@ -61,3 +61,13 @@ def test_bad_parameters_are_refused():
         NearDuplicateDocuments(verify_threshold=1.5)
     with pytest.raises(ValueError, match=">= 1"):
         NearDuplicateDocuments(bands=0)
+
+
+def test_one_giant_bucket_is_one_cluster(spark):
+    """200 copies of one document share every band (a hot bucket): star links, one cluster, one keeper."""
+    text = " ".join(VOCABULARY[:200])
+    rows = [(f"copy{i:03d}", 0, "text", text) for i in range(200)] + [("other", 0, "text", " ".join(VOCABULARY[500:700]))]
+    out = {r.sample_id: r for r in spark.createDataFrame(rows, ITEMS).transform(NearDuplicateDocuments()).collect()}
+    assert {r.minhash_cluster for s, r in out.items() if s != "other"} == {"copy000"}
+    assert out["copy150"].minhash_cluster_size == 200 and out["other"].minhash_cluster_size == 1
+    assert sum(r.is_near_duplicate for r in out.values()) == 199
