@@ -103,6 +103,21 @@ def require_columns(df: DataFrame, spec: ColumnSpec, where: str = "input") -> Da
     return df
 
 
+DOCUMENT_SEPARATOR = "\n\n"
+"""Between the texts of a document's text: OBELICS joins a document's paragraphs with a blank line."""
+
+
+def document_texts(items: DataFrame) -> DataFrame:
+    """One row per sample of `items` (`sample_id`, `document`): its text items in position order joined with a
+    blank line ("" for a sample without text), the text document-level signals and dedup stages read."""
+    require_columns(items, {"sample_id": "string", "position": "int", "modality": "string",
+                            "text_content": "string"}, where="document_texts")
+    is_text = F.coalesce(F.col("modality") == "text", F.lit(False))
+    texts = F.array_sort(F.collect_list(F.when(is_text, F.struct("position", "text_content"))))
+    return items.groupBy("sample_id").agg(
+        F.array_join(F.transform(texts, lambda t: t["text_content"]), DOCUMENT_SEPARATOR).alias("document"))
+
+
 def renumber_positions(items: DataFrame) -> DataFrame:
     """Make content positions gap-free (0..n-1) per sample, keeping their order; metadata rows stay -1.
 

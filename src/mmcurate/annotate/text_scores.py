@@ -8,6 +8,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mmcurate.annotate.text_signals import OBELICS_PUNCTUATION_MIN_WORDS, text_signals
+from mmcurate.schema import document_texts
 from mmcurate.stage import ITEM_KEY, SAMPLE_KEY, Stage, expand, row_udf
 
 TEXT_SIGNALS = T.StructType(
@@ -47,7 +48,6 @@ _PY_WHITESPACE = (
     "\\x{9}-\\x{d}\\x{1c}-\\x{20}\\x{85}\\x{a0}\\x{1680}\\x{2000}-\\x{200a}"
     "\\x{2028}\\x{2029}\\x{202f}\\x{205f}\\x{3000}"
 )
-DOCUMENT_SEPARATOR = "\n\n"  # OBELICS joins a document's paragraphs with a blank line
 
 
 def whitespace_words(text: Column) -> Column:
@@ -130,11 +130,7 @@ class DocumentScores(TextSignals):
     schema = DOCUMENT_SCORES
 
     def compute(self, items: DataFrame) -> DataFrame:
-        texts = F.array_sort(F.collect_list(F.when(_is("text"), F.struct("position", "text_content"))))
-        documents = items.groupBy("sample_id").agg(
-            F.array_join(F.transform(texts, lambda t: t["text_content"]), DOCUMENT_SEPARATOR).alias("_document")
-        )
-        return expand(documents, self.key, self.signals(F.col("_document")))
+        return expand(document_texts(items), self.key, self.signals(F.col("document")))
 
 
 @dataclass(frozen=True)

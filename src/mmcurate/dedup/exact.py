@@ -18,7 +18,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from mmcurate.schema import require_columns
+from mmcurate.schema import document_texts, require_columns
 from mmcurate.stage import IMAGE_KEY, ITEM_KEY, SAMPLE_KEY, Stage
 
 _ITEM_READS = {"sample_id": "string", "position": "int", "modality": "string", "text_content": "string"}
@@ -135,7 +135,7 @@ class SampleImageDuplicates(Stage):
 
 @dataclass(frozen=True)
 class DocumentDuplicates(Stage):
-    """`items` -> `document_duplicates`: whole documents by the hash of their normalised text (texts in position order).
+    """`items` -> `document_duplicates`: whole documents by the hash of their normalised text (`document_texts`).
 
     Copies count within a scope: the whole lakehouse, or per domain (`domain_column`, e.g. the `url`
     passthrough: its host). Rule `NOT is_duplicate_document` keeps the first copy. A document
@@ -160,10 +160,7 @@ class DocumentDuplicates(Stage):
     ])
 
     def compute(self, items: DataFrame) -> DataFrame:
-        is_text = F.coalesce(F.col("modality") == "text", F.lit(False))
-        texts = F.array_sort(F.collect_list(F.when(is_text, F.struct("position", "text_content"))))
-        documents = items.groupBy("sample_id").agg(
-            text_hash(F.array_join(F.transform(texts, lambda t: t["text_content"]), "\n")).alias("document_hash"))
+        documents = document_texts(items).select("sample_id", text_hash(F.col("document")).alias("document_hash"))
         documents = documents.join(_domains(items, self.domain_column), "sample_id")
         flagged = _with_first(documents, ["domain", "document_hash"], ["sample_id"], "document")
         first = F.col("document_first.sample_id")

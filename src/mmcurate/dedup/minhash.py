@@ -26,6 +26,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mmcurate.dedup.components import connected_components
+from mmcurate.schema import document_texts
 from mmcurate.stage import SAMPLE_KEY, Stage
 
 MERSENNE_PRIME = (1 << 61) - 1
@@ -133,11 +134,7 @@ class NearDuplicateDocuments(Stage):
             for batch in batches:
                 yield stage.sign(batch)
 
-        is_text = F.coalesce(F.col("modality") == "text", F.lit(False))
-        texts = F.array_sort(F.collect_list(F.when(is_text, F.struct("position", "text_content"))))
-        documents = items.groupBy("sample_id").agg(
-            F.array_join(F.transform(texts, lambda t: t["text_content"]), "\n").alias("_text"))
-        signed = documents.select("sample_id", sign("_text").alias("_s")).select("sample_id", "_s.*").localCheckpoint()
+        signed = document_texts(items).select("sample_id", sign("document").alias("_s")).select("sample_id", "_s.*").localCheckpoint()
         buckets = signed.where(F.col("bands").isNotNull()).select(
             "sample_id", F.posexplode("bands").alias("band", "band_hash"))
         roots = buckets.groupBy("band", "band_hash").agg(F.min("sample_id").alias("root"))
