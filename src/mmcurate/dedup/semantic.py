@@ -69,7 +69,7 @@ class SemanticDuplicates(Stage):
 
     def compute(self, embeddings: DataFrame) -> DataFrame:
         from pyspark.ml.clustering import KMeans
-        from pyspark.ml.functions import array_to_vector, vector_to_array
+        from pyspark.ml.functions import array_to_vector
 
         if self.column not in embeddings.columns:
             raise ValueError(f"{self.input} has no column {self.column!r}; columns: {embeddings.columns}")
