@@ -285,7 +285,9 @@ class Recipe:
 
     def validate(self, items: DataFrame, tables: Iterable[SignalTable] = ()) -> None:
         """Check every rule against its level's columns (Spark analysis only, no job); raise RecipeError."""
-        plan = self.plan(items, tables)
+        self._validate(items, self.plan(items, tables))
+
+    def _validate(self, items: DataFrame, plan: dict) -> None:
         for level in ("image", "text"):
             if any(r.level == level for r in self.rules):
                 frame = _item_frame(items, level, plan[level])
@@ -299,9 +301,8 @@ class Recipe:
 
     def apply(self, items: DataFrame, tables: Iterable[SignalTable] = ()) -> Selection:
         """Validate, then evaluate every rule once per row and derive curated items, the ledger and the summary."""
-        tables = list(tables)
-        self.validate(items, tables)
         plan = self.plan(items, tables)
+        self._validate(items, plan)
         checks = self._checks()
         flagged = self._item_verdicts(items, plan)
         sample_rules = [(i, r) for i, r in enumerate(self.rules) if r.level == "sample"]

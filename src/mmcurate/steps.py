@@ -117,8 +117,8 @@ def annotate(lake: Lakehouse, stages: Iterable[StageSpec]) -> list[Annotated]:
         if not lake.exists(stage.input):
             maker = f" (run the stage {stage.input!r} first)" if stage.input in STAGES else ""
             raise ValueError(f"stage {stage.name!r} reads table {stage.input!r}, which the lakehouse lacks{maker}")
-        source = lake.read(stage.input)
         input_version = lake.version(stage.input)
+        source = lake.read(stage.input, version=input_version)  # the version the commit will record
         recorded = stage_info(lake, stage.table)
         key = list(stage.key)
         same = recorded is not None and recorded.get("fingerprint") == stage.fingerprint
