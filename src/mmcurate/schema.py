@@ -103,6 +103,11 @@ def require_columns(df: DataFrame, spec: ColumnSpec, where: str = "input") -> Da
     return df
 
 
+def is_modality(value: str, modality: Column | None = None) -> Column:
+    """modality = value, with null as false (a row of null modality belongs to no modality's rules)."""
+    return F.coalesce((F.col("modality") if modality is None else modality) == value, F.lit(False))
+
+
 DOCUMENT_SEPARATOR = "\n\n"
 """Between the texts of a document's text: OBELICS joins a document's paragraphs with a blank line."""
 
@@ -112,8 +117,7 @@ def document_texts(items: DataFrame) -> DataFrame:
     blank line ("" for a sample without text), the text document-level signals and dedup stages read."""
     require_columns(items, {"sample_id": "string", "position": "int", "modality": "string",
                             "text_content": "string"}, where="document_texts")
-    is_text = F.coalesce(F.col("modality") == "text", F.lit(False))
-    texts = F.array_sort(F.collect_list(F.when(is_text, F.struct("position", "text_content"))))
+    texts = F.array_sort(F.collect_list(F.when(is_modality("text"), F.struct("position", "text_content"))))
     return items.groupBy("sample_id").agg(
         F.array_join(F.transform(texts, lambda t: t["text_content"]), DOCUMENT_SEPARATOR).alias("document"))
 

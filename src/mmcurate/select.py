@@ -27,7 +27,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mmcurate.annotate.text_scores import whitespace_words
-from mmcurate.schema import renumber_positions, require_columns, valid_item
+from mmcurate.schema import is_modality, renumber_positions, require_columns, valid_item
 from mmcurate.stage import IMAGE_KEY, ITEM_KEY, SAMPLE_KEY
 
 LEVELS = ("image", "text", "sample")
@@ -329,7 +329,7 @@ class Recipe:
             rules = [(i, r) for i, r in indexed if r.level == level]
             if rules:
                 parts.append(_item_frame(items, level, plan[level]).select(_ITEM, _SID, *_rule_columns(rules)))
-                rest = rest.where(~_is(F.col("modality"), level))
+                rest = rest.where(~is_modality(level))
         parts.append(rest.select(*_item_columns(rest)))
         return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), parts)
 
@@ -339,7 +339,7 @@ class Recipe:
         invalid = F.concat_ws(" at position ", F.coalesce(modality, F.lit("null")), position.cast("string"))
         checks = [(VALID_ITEM, "item", F.lit(True), valid_item(position, modality), invalid)]
         for i, rule in enumerate(self.rules):
-            applies = F.lit(True) if rule.level == "sample" else _is(modality, rule.level)
+            applies = F.lit(True) if rule.level == "sample" else is_modality(rule.level, modality)
             detail = F.col(f"_sel_d{i}") if rule.detail else F.lit(None).cast("string")
             checks.append((rule.name, rule.level, applies, F.col(f"_sel_r{i}"), detail))
         return checks
@@ -368,10 +368,6 @@ def _no_unknown_keys(data: dict, allowed: set[str], where: str) -> None:
     if unknown:
         raise RecipeError(f"{where}: unknown keys {unknown}; allowed: {sorted(allowed)}")
 
-
-def _is(modality: Column, value: str) -> Column:
-    """modality = value, with null as false (so a null modality is never split away)."""
-    return F.coalesce(modality == value, F.lit(False))
 
 
 def _item_columns(items: DataFrame) -> list[Column]:
@@ -412,7 +408,7 @@ def _missing_column_hint(rule: Rule, word: str) -> None:
 def _item_frame(items: DataFrame, level: str, planned: list[tuple[SignalTable, list[str]]]) -> DataFrame:
     """The level's items (their columns, and the whole item as `_sel_item`) left-joined with the planned columns of
     each table on its key. Tables are unique on their key, as the annotate stages make them."""
-    rows = items.where(_is(F.col("modality"), level))
+    rows = items.where(is_modality(level))
     frame = rows.select(*_item_columns(rows), *[F.col(f"`{c}`") for c in rows.columns])
     for table, columns in planned:
         frame = frame.join(_nan_as_null(table.df.select(*table.key, *columns)), list(table.key), "left")
@@ -431,9 +427,9 @@ def _kept_columns() -> list[Column]:
     sample = Window.partitionBy(_SID)
     kept = F.col(_ITEM_DROP).isNull()
     modality = F.col(f"{_ITEM}.modality")
-    images = F.sum((kept & _is(modality, "image")).cast("long")).over(sample)
-    texts = F.sum((kept & _is(modality, "text")).cast("long")).over(sample)
-    words = F.sum(F.when(kept & _is(modality, "text"), whitespace_words(F.col(f"{_ITEM}.text_content")))
+    images = F.sum((kept & is_modality("image", modality)).cast("long")).over(sample)
+    texts = F.sum((kept & is_modality("text", modality)).cast("long")).over(sample)
+    words = F.sum(F.when(kept & is_modality("text", modality), whitespace_words(F.col(f"{_ITEM}.text_content")))
                   .otherwise(F.lit(0).cast("long"))).over(sample)
     return [images.alias("kept_images"), texts.alias("kept_texts"), words.alias("kept_words"),
             (images / F.greatest(words, F.lit(1))).alias("kept_image_text_ratio")]

@@ -8,7 +8,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mmcurate.annotate.text_signals import OBELICS_PUNCTUATION_MIN_WORDS, text_signals
-from mmcurate.schema import document_texts
+from mmcurate.schema import document_texts, is_modality
 from mmcurate.stage import ITEM_KEY, SAMPLE_KEY, Stage, expand, row_udf
 
 TEXT_SIGNALS = T.StructType(
@@ -63,9 +63,6 @@ PARAGRAPH_SCORES = T.StructType(
 )
 
 
-def _is(modality: str) -> Column:
-    return F.coalesce(F.col("modality") == modality, F.lit(False))
-
 
 @dataclass(frozen=True)
 class SampleCounts(Stage):
@@ -87,9 +84,9 @@ class SampleCounts(Stage):
 
     def compute(self, items: DataFrame) -> DataFrame:
         counts = items.groupBy("sample_id").agg(
-            F.sum(_is("image").cast("long")).alias("n_images"),
-            F.sum(_is("text").cast("long")).alias("n_texts"),
-            F.sum(F.when(_is("text"), whitespace_words(F.col("text_content"))).otherwise(0)).alias("n_words"),
+            F.sum(is_modality("image").cast("long")).alias("n_images"),
+            F.sum(is_modality("text").cast("long")).alias("n_texts"),
+            F.sum(F.when(is_modality("text"), whitespace_words(F.col("text_content"))).otherwise(0)).alias("n_words"),
         )
         return counts.select(
             "sample_id", "n_images", "n_texts", "n_words",
@@ -153,4 +150,4 @@ class ParagraphScores(TextSignals):
     schema = PARAGRAPH_SCORES
 
     def compute(self, items: DataFrame) -> DataFrame:
-        return expand(items.where(_is("text")), self.key, self.signals(F.col("text_content")))
+        return expand(items.where(is_modality("text")), self.key, self.signals(F.col("text_content")))

@@ -18,7 +18,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from mmcurate.schema import document_texts, require_columns
+from mmcurate.schema import document_texts, is_modality, require_columns
 from mmcurate.stage import IMAGE_KEY, ITEM_KEY, SAMPLE_KEY, Stage
 
 _ITEM_READS = {"sample_id": "string", "position": "int", "modality": "string", "text_content": "string"}
@@ -89,7 +89,7 @@ class ImageCopies(Stage):
     ])
 
     def compute(self, items: DataFrame) -> DataFrame:
-        images = items.where((F.col("modality") == "image") & F.col("image_id").isNotNull())
+        images = items.where(is_modality("image") & F.col("image_id").isNotNull())
         # (image, document) pairs first, shuffled on both columns, then per image (combined map-side): a
         # distinct count would shuffle every pair of a hot image to one task
         pairs = images.groupBy("image_id", "sample_id").agg(F.count(F.lit(1)).alias("_n"))
@@ -123,7 +123,7 @@ class SampleImageDuplicates(Stage):
     ])
 
     def compute(self, items: DataFrame) -> DataFrame:
-        images = items.where((F.col("modality") == "image") & F.col("image_id").isNotNull())
+        images = items.where(is_modality("image") & F.col("image_id").isNotNull())
         first = images.groupBy("image_id").agg(F.min("sample_id").alias("_first"))
         other = images.join(first, "image_id").where(F.col("_first") != F.col("sample_id"))
         per_sample = other.groupBy("sample_id").agg(F.count(F.lit(1)).alias("_n"), F.min("_first").alias("_of"))
@@ -171,7 +171,7 @@ class DocumentDuplicates(Stage):
 
 def _paragraphs(items: DataFrame, domain_column: Optional[str]) -> DataFrame:
     """Text items with `paragraph_hash`, `paragraph_copies` and `paragraph_first` (sample_id, position) in scope."""
-    texts = items.where(F.coalesce(F.col("modality") == "text", F.lit(False))).select(
+    texts = items.where(is_modality("text")).select(
         "sample_id", "position", text_hash(F.col("text_content")).alias("paragraph_hash"))
     texts = texts.join(_domains(items, domain_column), "sample_id")
     return _with_first(texts, ["domain", "paragraph_hash"], ["sample_id", "position"], "paragraph")

@@ -15,7 +15,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from mmcurate.dedup.exact import text_hash
-from mmcurate.schema import require_columns
+from mmcurate.schema import is_modality, require_columns
 from mmcurate.select import DROPS
 
 MERGE_RECIPE, MERGE_VERSION, MERGE_STAGE = "merge_image_duplicates", "1", "merge"
@@ -25,14 +25,14 @@ def merge_samples_sharing_images(items: DataFrame) -> tuple[DataFrame, DataFrame
     """(merged items with `merged_from`, folded items as `drops` rows with rule `merged_into` or `repeated_text`)."""
     require_columns(items, {"sample_id": "string", "position": "int", "modality": "string",
                             "text_content": "string", "image_id": "string"}, where="merge_samples_sharing_images")
-    images = items.where((F.col("modality") == "image") & F.col("image_id").isNotNull())
+    images = items.where(is_modality("image") & F.col("image_id").isNotNull())
     sets = images.groupBy("sample_id").agg(
         F.sha2(F.array_join(F.array_sort(F.collect_set("image_id")), ","), 256).alias("_set"))
     groups = sets.groupBy("_set").agg(F.min("sample_id").alias("_keeper"), F.count(F.lit(1)).alias("_n")).where("_n > 1")
     target = sets.join(groups, "_set").select("sample_id", "_keeper")
     rows = items.join(target, "sample_id", "left").withColumn("_target", F.coalesce("_keeper", "sample_id"))
     keeper = F.col("sample_id") == F.col("_target")
-    is_text = F.coalesce(F.col("modality") == "text", F.lit(False))
+    is_text = is_modality("text")
     carried = keeper | is_text
     order = F.struct(F.when(keeper, 0).otherwise(1).alias("k"), F.col("sample_id"), F.col("position"))
     rows = rows.withColumn("_order", order).withColumn("_hash", F.when(is_text, text_hash(F.col("text_content"))))

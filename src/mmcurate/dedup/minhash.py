@@ -17,17 +17,16 @@ import re
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterator, Optional
+from typing import Optional
 
 import numpy as np
-import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mmcurate.dedup.components import connected_components
 from mmcurate.schema import document_texts
-from mmcurate.stage import SAMPLE_KEY, Stage
+from mmcurate.stage import SAMPLE_KEY, Stage, row_udf
 
 MERSENNE_PRIME = (1 << 61) - 1
 MAX_HASH = (1 << 32) - 1
@@ -117,23 +116,15 @@ class NearDuplicateDocuments(Stage):
         if self.verify_threshold is not None and not 0 < self.verify_threshold <= 1:
             raise ValueError(f"verify_threshold must be in (0, 1], got {self.verify_threshold}")
 
-    def sign(self, texts: pd.Series) -> pd.DataFrame:
-        """Band hashes and the signature of each text (nulls for a text without words)."""
-        rows = []
-        for text in texts:
-            values = signature(text or "", self.ngram, self.bands * self.rows, self.seed)
-            rows.append((None, None) if values is None else
-                        (band_hashes(values, self.bands, self.rows), values.astype(np.int64).tolist()))
-        return pd.DataFrame(rows, columns=["bands", "minhash"])
+    def sign(self, text) -> dict:
+        """Band hashes and the signature of one text (nulls for a text without words)."""
+        values = signature(text or "", self.ngram, self.bands * self.rows, self.seed)
+        if values is None:
+            return {"bands": None, "minhash": None}
+        return {"bands": band_hashes(values, self.bands, self.rows), "minhash": values.astype(np.int64).tolist()}
 
     def compute(self, items: DataFrame) -> DataFrame:
-        stage = self
-
-        @F.pandas_udf(_SIGNED)
-        def sign(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
-            for batch in batches:
-                yield stage.sign(batch)
-
+        sign = row_udf(_SIGNED, self.sign)
         signed = document_texts(items).select("sample_id", sign("document").alias("_s")).select("sample_id", "_s.*").localCheckpoint()
         buckets = signed.where(F.col("bands").isNotNull()).select(
             "sample_id", F.posexplode("bands").alias("band", "band_hash"))
