@@ -72,3 +72,42 @@ def qr_png() -> bytes:
     buffer = io.BytesIO()
     segno.make("https://example.com/mmcurate", error="m").save(buffer, kind="png", scale=10)
     return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory, spark) -> dict:
+    """Small random-initialised models of the real architectures, saved to disk in the formats users have
+    (mmcurate.models.tiny) plus a fastText classifier trained here: name -> path."""
+    from mmcurate.annotate.quality import train_quality_classifier
+    from mmcurate.models import tiny
+
+    root = tmp_path_factory.mktemp("models")
+    paths = {
+        "clip": tiny.save_open_clip(str(root / "clip")),
+        "gpt2": tiny.save_gpt2(str(root / "gpt2")),
+        "sentence_bert": tiny.save_sentence_bert(str(root / "sentence_bert")),
+        "dinov2": tiny.save_dinov2(str(root / "dinov2")),
+        "aesthetic": tiny.save_head("aesthetic", str(root / "aesthetic.safetensors"), width=16),
+        "nsfw": tiny.save_head("nsfw", str(root / "nsfw.safetensors"), width=16),
+    }
+    good = "the history of science and the river city in a document with a figure and a table".split()
+    bad = "buy cheap now click free win casino offer deal prize".split()
+    rows = [(" ".join(good[i % 7:] + good[:i % 7]), True) for i in range(60)]
+    rows += [(" ".join(bad[i % 5:] + bad[:i % 5]), False) for i in range(60)]
+    labelled = spark.createDataFrame(rows, "document string, label boolean")
+    paths["fasttext"] = train_quality_classifier(labelled, str(root / "quality.bin"), lr=0.5, epoch=10, dim=16)["path"]
+    return paths
+
+
+@pytest.fixture(scope="session")
+def model_stage_params(tiny_models) -> dict:
+    """The parameters each model stage of the catalogue runs with on the tiny models (CPU)."""
+    clip = {"model_path": tiny_models["clip"], "device": "cpu", "batch_size": 8}
+    gpt2 = {"model_path": tiny_models["gpt2"], "device": "cpu"}
+    return {
+        "image_embeddings": clip, "text_embeddings": clip,
+        "aesthetic_scores": {"model_path": tiny_models["aesthetic"], "device": "cpu"},
+        "nsfw_scores": {"model_path": tiny_models["nsfw"], "device": "cpu"},
+        "text_perplexity": gpt2, "rewritten_texts": {**gpt2, "max_new_tokens": 4},
+        "quality_scores": {"model_path": tiny_models["fasttext"]},
+    }

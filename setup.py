@@ -31,7 +31,12 @@ setup(
         "fsspec",
         "py3langid",
         "safetensors",
+        "scipy",
+        "tokenizers",
     ],
-    extras_require={"test": ["pytest", "chispa", "segno", "datasketch"]},
+    extras_require={
+        "fasttext": ["fasttext-community"],
+        "test": ["pytest", "chispa", "segno", "datasketch", "fasttext-community"],
+    },
     entry_points={"console_scripts": ["mmcurate=mmcurate.cli:main"]},
 )

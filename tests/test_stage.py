@@ -13,7 +13,7 @@ ITEMS = "sample_id string, position int, modality string, text_content string, i
 
 
 @pytest.fixture(scope="module")
-def inputs(spark, photo_jpg, truncated_jpg):
+def inputs(spark, photo_jpg, truncated_jpg, model_stage_params):
     items = spark.createDataFrame([
         ("a", -1, "metadata", None, None), ("a", 0, "text", "A first paragraph of words.", None),
         ("a", 1, "image", None, sha256_hex(photo_jpg)), ("a", 2, "text", "And a second one.", None),
@@ -25,16 +25,24 @@ def inputs(spark, photo_jpg, truncated_jpg):
 
     embeddings = spark.createDataFrame([("a", [1.0, 0.0]), ("b", [0.0, 1.0]), ("c", [1.0, 0.0])],
                                        "sample_id string, embedding array<double>")
-    return {"items": items, "images": images, "image_scores": images.transform(ImageScores()),
-            "sample_embeddings": embeddings}
+    tables = {"items": items, "images": images}
+    for name, cls in STAGES.items():  # inputs first; each model stage on its tiny model
+        stage = cls(**model_stage_params.get(name, {}))
+        if stage.input in tables:
+            tables[name] = stage(tables[stage.input], **{t: tables[t] for t in stage.joins}).cache()
+    tables["sample_embeddings_planted"] = embeddings
+    return tables
 
 
 @pytest.mark.parametrize("name", sorted(STAGES))
-def test_each_stage_writes_its_declared_schema_unique_on_its_key(inputs, name):
-    stage = STAGES[name]()
+def test_each_stage_writes_its_declared_schema_unique_on_its_key(inputs, name, model_stage_params):
+    stage = STAGES[name](**model_stage_params.get(name, {}))
     assert stage.table == name and stage.input in inputs and stage.version
     assert stage.schema.fieldNames()[: len(stage.key)] == list(stage.key)
-    out = inputs[stage.input].transform(stage)
+    out = inputs[stage.input]
+    if name == "semantic_duplicates":
+        out = inputs["sample_embeddings_planted"]
+    out = stage(out, **{t: inputs[t] for t in stage.joins})
     assert [(f.name, f.dataType) for f in out.schema.fields] == [(f.name, f.dataType) for f in stage.schema.fields]
     rows = out.collect()
     keys = [tuple(r[k] for k in stage.key) for r in rows]

@@ -72,7 +72,7 @@ def _stage_specs(args) -> list:
     import yaml
 
     from mmcurate import steps
-    from mmcurate.annotate import STAGES, build_stage
+    from mmcurate.annotate import STAGES, build_stage, default_stages
 
     specs: list = []
     if args.stages:
@@ -85,9 +85,9 @@ def _stage_specs(args) -> list:
             raise ValueError(f"{args.config}: expected a mapping with a 'stages' list")
         specs += [build_stage(spec) for spec in listed]
     if args.recipe:
-        specs += steps.stages_for(args.recipe)
-    if not (args.stages or args.config or args.recipe):  # every stage whose input a lakehouse or a stage makes
-        specs = [cls() for cls in STAGES.values() if cls.input in ("items", "images", *STAGES)]
+        specs += steps.stages_for(args.recipe, configured=specs)
+    if not (args.stages or args.config or args.recipe):  # every stage that runs without a model or other config
+        specs = default_stages()
     unique = {}
     for stage in specs:
         unique.setdefault(stage.name, stage)

@@ -139,3 +139,26 @@ def extract_tiff_frame(data: bytes, frame_index: int, max_pixels: int = MAX_PIXE
 def sha256_hex(data: bytes) -> str:
     """Hex SHA-256 of the raw bytes, the key for exact image deduplication."""
     return hashlib.sha256(data).hexdigest()
+
+
+class ImageDecodeError(ValueError):
+    """Bytes that do not give an image; `reason` is the short machine reason probe would report."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+def decode_pil_rgb(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """The fully decoded RGB Pillow image model preprocessors take (bomb check first); ImageDecodeError if not."""
+    if not data:
+        raise ImageDecodeError("empty", "zero bytes")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            img = Image.open(io.BytesIO(data))
+            _refuse_bomb(img, max_pixels)
+            img.load()
+            return img.convert("RGB")
+        except Exception as exc:
+            raise ImageDecodeError(_reason(exc, data), _detail(exc)) from exc

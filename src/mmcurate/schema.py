@@ -90,7 +90,7 @@ def require_columns(df: DataFrame, spec: ColumnSpec, where: str = "input") -> Da
     mistyped = [
         f"{name} (expected {t.simpleString()}, got {present[name].simpleString()})"
         for name, t in wanted.items()
-        if name in present and t is not None and present[name] != t
+        if name in present and t is not None and present[name].simpleString() != t.simpleString()  # nullability aside
     ]
     if missing or mistyped:
         parts = []

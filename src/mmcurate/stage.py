@@ -66,8 +66,10 @@ class Stage:
     mixing old and new rows.
 
     incremental=True: a key's row depends only on that key's input rows, so only new keys are
-    computed. Stages whose rows depend on the whole input (copy counts, duplicate clusters) set it
+    computed (`increment_by`: the input columns that say a row is done, when the key is not an input
+    column, e.g. a sample's image x text pairs are done per sample_id). Stages whose rows depend on the whole input (copy counts, duplicate clusters) set it
     False: their table is recomputed whenever the input table has a new version, else left alone.
+    `joins` names further lakehouse tables `compute` reads (passed as keyword arguments by table name).
     """
 
     name: ClassVar[str]
@@ -78,6 +80,8 @@ class Stage:
     reads: ClassVar[Mapping[str, str]]
     schema: ClassVar[T.StructType]
     incremental: ClassVar[bool] = True
+    joins: ClassVar[tuple[str, ...]] = ()
+    increment_by: ClassVar[tuple[str, ...] | None] = None
     resources: ClassVar[Resources] = Resources()
     requires: ClassVar[tuple[Dependency, ...]] = ()
 
@@ -106,14 +110,26 @@ class Stage:
         return {"stage": self.name, "version": self.version, "params": self.params, "key": list(self.key),
                 "fingerprint": self.fingerprint, "resources": dataclasses.asdict(self.resources)}
 
-    def compute(self, df: DataFrame) -> DataFrame:
-        """The signal rows of `df` (the input table, possibly only its rows without a signal yet)."""
+    @classmethod
+    def needs_parameters(cls) -> tuple[str, ...]:
+        """Parameters without a default (a model path): such a stage runs only from a config that gives them."""
+        if not dataclasses.is_dataclass(cls):
+            return ()
+        missing = dataclasses.MISSING
+        return tuple(f.name for f in dataclasses.fields(cls) if f.default is missing and f.default_factory is missing)
+
+    def compute(self, df: DataFrame, **tables: DataFrame) -> DataFrame:
+        """The signal rows of `df` (the input table, possibly only its rows without a signal yet); `tables`
+        holds the tables named in `joins`."""
         raise NotImplementedError
 
-    def __call__(self, df: DataFrame) -> DataFrame:
+    def __call__(self, df: DataFrame, **tables: DataFrame) -> DataFrame:
         """Check the input, compute, and return exactly `schema`'s columns in its order."""
         require_columns(df, self.reads, where=type(self).__name__)
-        out = self.compute(df)
+        missing = sorted(set(self.joins) - set(tables))
+        if missing:
+            raise ValueError(f"stage {self.name!r} reads the tables {missing}; pass them by name")
+        out = self.compute(df, **{name: tables[name] for name in self.joins})
         require_columns(out, self.schema, where=f"{type(self).__name__} output")
         return out.select(*[F.col(f"`{f.name}`") for f in self.schema.fields])
 

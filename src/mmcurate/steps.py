@@ -105,7 +105,8 @@ def annotate(lake: Lakehouse, stages: Iterable[StageSpec]) -> list[Annotated]:
 
     A table written by another version or other parameters of the stage is rebuilt from scratch
     (its rows would not be comparable); otherwise only input rows whose key has no row yet are
-    computed (an anti-join), so a rerun with no new data computes nothing. A stage that is not
+    computed (an anti-join on the key, or on `increment_by`), so a rerun with no new data computes
+    nothing. Tables a stage `joins` are read at their current version too. A stage that is not
     `incremental` (copy counts, duplicate clusters) is recomputed whole when its input table has a
     new version, and skipped otherwise. Stages run in the order given, so a stage reading another
     stage's table comes after it. The commit records the stage's name, version, parameters, key
@@ -117,18 +118,26 @@ def annotate(lake: Lakehouse, stages: Iterable[StageSpec]) -> list[Annotated]:
         if not lake.exists(stage.input):
             maker = f" (run the stage {stage.input!r} first)" if stage.input in STAGES else ""
             raise ValueError(f"stage {stage.name!r} reads table {stage.input!r}, which the lakehouse lacks{maker}")
+        absent = [name for name in stage.joins if not lake.exists(name)]
+        if absent:
+            raise ValueError(f"stage {stage.name!r} also reads {absent}, which the lakehouse lacks "
+                             f"(run the stages that make them first)")
         input_version = lake.version(stage.input)
         source = lake.read(stage.input, version=input_version)  # the version the commit will record
+        join_versions = {name: lake.version(name) for name in stage.joins}
+        joined = {name: lake.read(name, version=v) for name, v in join_versions.items()}
         recorded = stage_info(lake, stage.table)
-        key = list(stage.key)
+        key = list(stage.increment_by or stage.key)
         same = recorded is not None and recorded.get("fingerprint") == stage.fingerprint
-        if same and not stage.incremental and recorded.get("input_version") == input_version:
+        unchanged = same and recorded.get("input_version") == input_version and (
+            recorded.get("joins") or {}) == join_versions
+        if unchanged and not stage.incremental:
             done.append(Annotated(stage.name, stage.table, "up_to_date", 0, lake.version(stage.table),
                                   f"input {stage.input} still at version {input_version}"))
             continue
         if same and stage.incremental:
             action, reason = "append", "new keys"
-            todo = source.join(lake.read(stage.table).select(*key), key, "left_anti")
+            todo = source.join(lake.read(stage.table).select(*key).distinct(), key, "left_anti")
         elif same:
             action, reason, todo = "overwrite", f"input {stage.input} changed (version {input_version})", source
         elif lake.exists(stage.table):
@@ -142,19 +151,23 @@ def annotate(lake: Lakehouse, stages: Iterable[StageSpec]) -> list[Annotated]:
             done.append(Annotated(stage.name, stage.table, "up_to_date", 0, lake.version(stage.table),
                                   "every key already has a row"))
             continue
-        info = {"step": "annotate", **stage.describe(), "input": stage.input, "input_version": input_version}
+        info = {"step": "annotate", **stage.describe(), "input": stage.input, "input_version": input_version,
+                "joins": join_versions}
         with session_conf(lake.spark, stage.spark_conf):
-            written = lake.write(stage(todo), stage.table, mode=action, commit_info=info,
+            written = lake.write(stage(todo, **joined), stage.table, mode=action, commit_info=info,
                                  app_id=f"mmcurate.annotate.{stage.name}.{stage.fingerprint}",
-                                 app_version=input_version)
+                                 app_version=input_version + sum(join_versions.values()))
         if written.skipped:
             action, reason = "up_to_date", written.reason or "already committed"
         done.append(Annotated(stage.name, stage.table, action, written.rows_added or 0, written.version, reason))
     return done
 
 
-def stages_for(recipe: Union[Recipe, str]) -> list[Stage]:
-    """The catalogued annotate stages (default parameters) that make the columns `recipe`'s rules read."""
+def stages_for(recipe: Union[Recipe, str], configured: Iterable[Stage] = ()) -> list[Stage]:
+    """The catalogued annotate stages that make the columns `recipe`'s rules read, with the tables they read.
+
+    Stages come with their default parameters unless `configured` holds one of the same name (a
+    model stage has no default model: it must be configured, else a RecipeError says which)."""
     recipe = recipe if isinstance(recipe, Recipe) else Recipe.from_yaml(recipe)
     needed = set()
     for rule in recipe.rules:
@@ -165,10 +178,18 @@ def stages_for(recipe: Union[Recipe, str]) -> list[Stage]:
                     needed.add(stage.name)
     grew = True
     while grew:  # a stage reading another stage's table needs that stage too
-        inputs = {STAGES[name].input for name in needed} & set(STAGES)
+        inputs = {t for name in needed for t in (STAGES[name].input, *STAGES[name].joins)} & set(STAGES)
         grew = not inputs <= needed
         needed |= inputs
-    return [cls() for name, cls in STAGES.items() if name in needed]  # the catalogue lists inputs first
+    configured = {stage.name: stage for stage in configured}
+    unset = sorted(name for name in needed if name not in configured and STAGES[name].needs_parameters())
+    if unset:
+        raise RecipeError(
+            f"recipe {recipe.name!r} reads stages that need parameters: "
+            + "; ".join(f"{n} ({', '.join(STAGES[n].needs_parameters())})" for n in unset)
+            + ". Give them as stages in the annotate config")
+    # the catalogue lists inputs first
+    return [configured.get(name) or cls() for name, cls in STAGES.items() if name in needed]
 
 
 def signal_tables(lake: Lakehouse, recipe: Optional[Recipe] = None) -> list[SignalTable]:

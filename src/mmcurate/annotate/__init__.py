@@ -7,7 +7,13 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Optional
 
+from mmcurate.annotate.alignment import ImageAlignment, PairScores
+from mmcurate.annotate.embeddings import ImageEmbeddings, SampleEmbeddings, TextEmbeddings
+from mmcurate.annotate.heads import AestheticScores, NsfwScores
 from mmcurate.annotate.image_scores import ImageScores
+from mmcurate.annotate.perplexity import DocumentPerplexity, TextPerplexity
+from mmcurate.annotate.quality import QualityScores
+from mmcurate.annotate.rewrite import Rewrites
 from mmcurate.annotate.text_scores import DocumentScores, ParagraphScores, SampleCounts
 from mmcurate.dedup.exact import (
     DocumentDuplicates,
@@ -24,7 +30,9 @@ from mmcurate.stage import Stage
 STAGES: dict[str, type[Stage]] = {cls.name: cls for cls in (
     ImageScores, SampleCounts, DocumentScores, ParagraphScores,
     ImageCopies, SampleImageDuplicates, DocumentDuplicates, ParagraphDuplicates, DocumentParagraphDuplicates,
-    NearDuplicateDocuments, NearDuplicateImages, SemanticDuplicates,
+    NearDuplicateDocuments, NearDuplicateImages,
+    ImageEmbeddings, TextEmbeddings, SampleEmbeddings, SemanticDuplicates, PairScores, ImageAlignment,
+    AestheticScores, NsfwScores, TextPerplexity, DocumentPerplexity, QualityScores, Rewrites,
 )}
 """Every catalogued stage by name; a stage that reads another stage's table comes after it."""
 
@@ -45,6 +53,17 @@ def build_stage(spec: str | Mapping[str, Any]) -> Stage:
         return STAGES[name](**params)
     except TypeError as e:
         raise ValueError(f"stage {name!r}: {e}") from e
+
+
+def default_stages() -> list[Stage]:
+    """The stages that run with no configuration: no required parameter (a model path), and every table they
+    read made by the lakehouse or by another such stage."""
+    ready: dict[str, Stage] = {}
+    for name, cls in STAGES.items():  # inputs come first in the catalogue
+        reads = (cls.input, *cls.joins)
+        if not cls.needs_parameters() and all(t in ("items", "images") or t in ready for t in reads):
+            ready[name] = cls()
+    return list(ready.values())
 
 
 def stage_for_column(column: str, key: Optional[tuple[str, ...]] = None) -> Optional[type[Stage]]:

@@ -21,15 +21,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mmcurate.stage import SAMPLE_KEY, Stage
-
-
-def _unit(vector):
-    norm = F.sqrt(F.aggregate(vector, F.lit(0.0), lambda acc, x: acc + x * x))
-    return F.transform(vector, lambda x: x / F.greatest(norm, F.lit(1e-12)))
-
-
-def _dot(a, b):
-    return F.aggregate(F.zip_with(a, b, lambda x, y: x * y), F.lit(0.0), lambda acc, x: acc + x)
+from mmcurate.vectors import dot, unit, vector_sum
 
 
 @dataclass(frozen=True)
@@ -74,7 +66,7 @@ class SemanticDuplicates(Stage):
         if self.column not in embeddings.columns:
             raise ValueError(f"{self.input} has no column {self.column!r}; columns: {embeddings.columns}")
         vectors = embeddings.where(F.col(self.column).isNotNull()).select(
-            "sample_id", _unit(F.col(self.column).cast("array<double>")).alias("v"))
+            "sample_id", unit(F.col(self.column).cast("array<double>")).alias("v"))
         if self.exact_first:
             firsts = vectors.groupBy("v").agg(F.min("sample_id").alias("_first"))
             vectors = vectors.join(firsts, "v")
@@ -83,12 +75,18 @@ class SemanticDuplicates(Stage):
         representatives = vectors.where(F.col("sample_id") == F.col("_first")).select("sample_id", "v").localCheckpoint()
         n = representatives.count()
         k = max(1, min(self.n_clusters, n))
-        model = KMeans(k=k, seed=self.seed, maxIter=self.max_iterations, featuresCol="features",
-                       predictionCol="cluster").fit(representatives.select("sample_id", array_to_vector("v").alias("features")))
-        clustered = model.transform(representatives.select("sample_id", "v", array_to_vector("v").alias("features")))
-        centers = self.spark_centers(model, embeddings)
+        if k == 1:  # Spark's KMeans needs k >= 2; one cluster's centroid is the mean
+            clustered = representatives.withColumn("cluster", F.lit(0))
+            centers = representatives.agg(unit(vector_sum(F.array_agg("v"))).alias("_center")).withColumn(
+                "cluster", F.lit(0))
+        else:
+            model = KMeans(k=k, seed=self.seed, maxIter=self.max_iterations, featuresCol="features",
+                           predictionCol="cluster").fit(
+                representatives.select("sample_id", array_to_vector("v").alias("features")))
+            clustered = model.transform(representatives.select("sample_id", "v", array_to_vector("v").alias("features")))
+            centers = self.spark_centers(model, embeddings)
         ranked = (clustered.join(centers, "cluster")
-                  .withColumn("_distance", F.lit(1.0) - _dot(F.col("v"), F.col("_center")))
+                  .withColumn("_distance", F.lit(1.0) - dot(F.col("v"), F.col("_center")))
                   .withColumn("rank", F.row_number().over(
                       Window.partitionBy("cluster").orderBy(F.desc("_distance"), F.col("sample_id"))).cast("int"))
                   .select("sample_id", F.col("cluster").cast("int").alias("cluster"), "rank", "v")
@@ -96,7 +94,7 @@ class SemanticDuplicates(Stage):
         later, earlier = ranked.alias("i"), ranked.alias("j")
         best = (later.join(earlier, (F.col("i.cluster") == F.col("j.cluster")) & (F.col("j.rank") < F.col("i.rank")))
                 .groupBy(F.col("i.sample_id").alias("sample_id"))
-                .agg(F.max(_dot(F.col("i.v"), F.col("j.v"))).alias("_best")))
+                .agg(F.max(dot(F.col("i.v"), F.col("j.v"))).alias("_best")))
         reps = ranked.join(best, "sample_id", "left").select(
             "sample_id", "cluster", "rank", F.coalesce("_best", F.lit(-1.0)).alias("_best"))
         every = embeddings.select("sample_id").join(
@@ -116,7 +114,7 @@ class SemanticDuplicates(Stage):
         """The k centroids (k rows: small whatever the data) as a (cluster, unit vector) DataFrame."""
         rows = [(i, [float(x) for x in c]) for i, c in enumerate(model.clusterCenters())]
         centers = like.sparkSession.createDataFrame(rows, "cluster int, c array<double>")
-        return centers.select("cluster", _unit(F.col("c")).alias("_center"))
+        return centers.select("cluster", unit(F.col("c")).alias("_center"))
 
 
 def calibrate_eps(table: DataFrame, target_fraction: float) -> tuple[float, float]:

@@ -1,0 +1,71 @@
+"""Causal language models from a local `save_pretrained` directory: token log-likelihoods and generation.
+
+Loaded with `local_files_only=True` and safetensors only; a tokenizer without a pad token pads with
+its end-of-text token (GPT-2). Log-probabilities are computed in float32 whatever the model's dtype.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mmcurate.models.encoders import require_path
+from mmcurate.models.runner import torch_dtype
+
+
+@dataclass
+class CausalLM:
+    """A causal LM and its tokenizer on `device`."""
+
+    model: Any
+    tokenizer: Any
+    device: str
+
+    def token_nll(self, texts: list[str], max_tokens: int) -> list[tuple[int, float]]:
+        """(predicted tokens, summed negative log-likelihood in nats) per text, each truncated to max_tokens;
+        a text of one token has nothing to predict: (0, 0.0)."""
+        import torch
+
+        self.tokenizer.padding_side = "right"
+        tokens = self.tokenizer(texts, return_tensors="pt", padding=True, truncation=True,
+                                max_length=max_tokens).to(self.device)
+        ids, mask = tokens["input_ids"], tokens["attention_mask"]
+        with torch.inference_mode():
+            logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+        logp = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+        predicted = mask[:, 1:].to(logp.dtype)
+        nll = -(logp * predicted).sum(dim=1)
+        return [(int(n), float(v)) for n, v in zip(predicted.sum(dim=1).tolist(), nll.tolist())]
+
+    def generate(self, prompts: list[str], max_new_tokens: int, temperature: float, seed: int,
+                 max_prompt_tokens: int) -> list[tuple[str, int]]:
+        """(generated text, new tokens) per prompt; temperature 0 is greedy decoding (deterministic)."""
+        import torch
+
+        self.tokenizer.padding_side = "left"  # generation continues from the last real token
+        tokens = self.tokenizer(prompts, return_tensors="pt", padding=True, truncation=True,
+                                max_length=max_prompt_tokens).to(self.device)
+        options = {"do_sample": False} if temperature == 0 else {"do_sample": True, "temperature": temperature}
+        if temperature:
+            torch.manual_seed(seed)
+        with torch.inference_mode():
+            out = self.model.generate(**tokens, max_new_tokens=max_new_tokens, min_new_tokens=1,
+                                      pad_token_id=self.tokenizer.pad_token_id, **options)
+        new = out[:, tokens["input_ids"].shape[1]:]
+        results = []
+        for row in new:
+            kept = [t for t in row.tolist() if t != self.tokenizer.pad_token_id]
+            results.append((self.tokenizer.decode(kept, skip_special_tokens=True).strip(), len(kept)))
+        return results
+
+
+def load_causal_lm(path: str, device: str = "cpu", precision: str = "fp32") -> CausalLM:
+    """The causal LM saved at `path` (a transformers `save_pretrained` directory) on `device`."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    require_path(path, "language model")
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, use_safetensors=True)
+    model.to(device=device, dtype=torch_dtype(precision, device)).eval()
+    return CausalLM(model, tokenizer, device)
