@@ -50,7 +50,8 @@ def load_fasttext(path: str):
 
 @dataclass(frozen=True)
 class QualityScores(ModelStage):
-    """`items` -> `quality_scores`: P(`positive_label`) of each document's text under a fastText classifier."""
+    """`items` -> `quality_scores`: P(`positive_label`) of each document's text under a fastText classifier
+    (null for a document without text)."""
 
     positive_label: str = "__label__hq"
     device: str = "cpu"
@@ -75,7 +76,8 @@ class QualityScores(ModelStage):
         for frame in frames:
             lines = [fasttext_line(text) for text in frame["document"]]
             labels, probabilities = model.predict(lines, k=-1)
-            scores = [float(dict(zip(ls, ps)).get(self.positive_label, 0.0)) for ls, ps in zip(labels, probabilities)]
+            scores = [float(dict(zip(ls, ps)).get(self.positive_label, 0.0)) if line else None  # no text: no score
+                      for line, ls, ps in zip(lines, labels, probabilities)]
             yield pd.DataFrame({"sample_id": frame["sample_id"], "model": self.model_name, "quality_score": scores})
 
 
