@@ -99,3 +99,24 @@ def test_alignment_rows_per_image_with_nemo_max_and_mmc4_assignment():
     assert out["clip_max_similarity"].to_dict() == {1: 0.90, 3: 0.85}
     assert out["clip_best_text_position"].to_dict() == {1: 0, 3: 0}
     assert out["mmc4_text_position"].tolist() == [2, 0] and out["mmc4_similarity"].tolist() == [0.80, 0.85]
+
+
+def test_the_mmc4_recipe_names_its_model_stages_and_runs_once_they_are_configured(lake, model_stage_params):
+    from mmcurate.annotate import build_stage
+    from mmcurate.select import RecipeError
+
+    with pytest.raises(RecipeError, match=r"image_embeddings \(model_path\).*nsfw_scores \(model_path\)"):
+        steps.stages_for("mmc4")
+    configured = [build_stage({"stage": n, **model_stage_params[n]})
+                  for n in ("image_embeddings", "text_embeddings", "nsfw_scores")]
+    stages = steps.stages_for("mmc4", configured=configured)
+    assert [s.name for s in stages] == ["image_scores", "image_embeddings", "text_embeddings", "pair_scores",
+                                        "image_alignment", "nsfw_scores"]
+    assert stages[1] is configured[0]
+    lakehouse = lake["lake"]
+    done = {a.stage: a.action for a in steps.annotate(lakehouse, stages)}
+    assert done["image_embeddings"] == "up_to_date" and done["nsfw_scores"] == "overwrite"
+    selection = steps.select(lakehouse, "mmc4", curated_table="mmc4_items")
+    assert selection.curated.count() + selection.drops.count() == lakehouse.read("items").count()
+    reasons = {r.rule for r in selection.drops.select("rule").distinct().collect()}
+    assert "clip_assignment" in reasons or "nsfw" in reasons
