@@ -39,3 +39,33 @@ def test_vacuum_command(spark, tmp_path, capsys):
     assert main(["vacuum", "--lakehouse", str(tmp_path), "--retention-hours", "0"]) == 0
     assert "items: removed" in capsys.readouterr().out
     assert lake.read("items").count() == 1
+
+
+def test_model_stages_from_a_config_then_a_recipe_over_them(spark, tmp_path, test_data, capsys):
+    """mmcurate tiny-models writes models and an annotate config; annotate runs every model stage from it."""
+    lake = str(tmp_path / "lake")
+    assert main(["tiny-models", str(tmp_path / "models")]) == 0
+    config = tmp_path / "models" / "annotate.yaml"
+    assert str(config) in capsys.readouterr().out
+    main(["ingest", str(test_data / "mint_pdf"), "--format", "webdataset", "--lakehouse", lake])
+    capsys.readouterr()
+    assert main(["annotate", "--config", str(config), "--lakehouse", lake]) == 0
+    done = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [d["stage"] for d in done] == [
+        "image_embeddings", "text_embeddings", "sample_embeddings", "pair_scores", "image_alignment",
+        "aesthetic_scores", "nsfw_scores", "text_perplexity", "document_perplexity", "quality_scores"]
+    assert all(d["action"] == "overwrite" and d["rows_added"] > 0 for d in done)
+    assert main(["select", "--recipe", "clip_alignment", "--lakehouse", lake]) == 0
+    assert main(["annotate", "--recipe", "mmc4", "--lakehouse", lake]) == 2
+    assert "need parameters: image_embeddings (model_path)" in capsys.readouterr().err
+
+
+def test_train_quality_command(spark, tmp_path, capsys):
+    lake = Lakehouse.open(spark, str(tmp_path), backend="embedded")
+    rows = [("science history of the river city", 1)] * 20 + [("buy cheap casino click now", 0)] * 20
+    lake.write(spark.createDataFrame(rows, "document string, label int"), "labelled")
+    out = str(tmp_path / "quality.bin")
+    assert main(["train-quality", "--table", "labelled", "--out", out, "--lakehouse", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out) == {"labels": ["__label__hq", "__label__cc"], "negatives": 20,
+                                                   "path": out, "positives": 20}
+    assert main(["train-quality", "--out", out, "--lakehouse", str(tmp_path)]) == 2

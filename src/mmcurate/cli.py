@@ -160,6 +160,33 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_tiny_models(args) -> int:
+    from mmcurate.models.tiny import save_all
+
+    config = save_all(args.out)
+    print(f"wrote tiny random-initialised models and {config}\n"
+          f"score with them: mmcurate annotate --config {config} --lakehouse <lakehouse>")
+    return 0
+
+
+def cmd_train_quality(args) -> int:
+    from mmcurate.annotate.quality import train_quality_classifier
+
+    if bool(args.table) == bool(args.query):
+        print("train-quality: give --table or --query (one of them)", file=sys.stderr)
+        return 2
+    lake = _lakehouse(args)
+    labelled = lake.sql(args.query) if args.query else lake.read(args.table)
+    try:
+        result = train_quality_classifier(labelled, args.out, text=args.text_column, label=args.label_column,
+                                          epoch=args.epoch, word_ngrams=args.word_ngrams)
+    except ValueError as e:
+        print(f"train-quality: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, sort_keys=True))
+    return 0
+
+
 COMMANDS: dict[str, tuple[Callable, str]] = {
     "demo": (cmd_demo, "run ingest -> annotate -> select -> WebDataset export on the packaged sample data"),
     "annotate": (cmd_annotate, "compute signal tables (only for keys they lack): --stages, --config or --recipe"),
@@ -171,6 +198,8 @@ COMMANDS: dict[str, tuple[Callable, str]] = {
     "tables": (cmd_tables, "list the lakehouse's tables with their latest versions"),
     "history": (cmd_history, "show a table's commits"),
     "vacuum": (cmd_vacuum, "delete files no recent version reads and folders of writes that never committed"),
+    "tiny-models": (cmd_tiny_models, "write small random-initialised models and an annotate config to try the model stages offline"),
+    "train-quality": (cmd_train_quality, "train a fastText quality classifier from labelled rows of a table or query"),
 }
 
 
@@ -234,6 +263,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("vacuum", parents=[common], help=COMMANDS["vacuum"][1])
     p.add_argument("tables", nargs="*", help="tables to vacuum (default: all)")
     p.add_argument("--retention-hours", type=int, default=168, help="keep what versions this recent need")
+    p = sub.add_parser("tiny-models", help=COMMANDS["tiny-models"][1])
+    p.add_argument("out", help="directory for the models and annotate.yaml")
+    p = sub.add_parser("train-quality", parents=[common], help=COMMANDS["train-quality"][1])
+    p.add_argument("--out", required=True, help="where the fastText .bin goes")
+    p.add_argument("--table", default=None, help="table of labelled rows")
+    p.add_argument("--query", default=None, help="or a SQL query giving them")
+    p.add_argument("--text-column", default="document")
+    p.add_argument("--label-column", default="label", help="boolean or 0/1: 1 = the quality to keep")
+    p.add_argument("--epoch", type=int, default=5)
+    p.add_argument("--word-ngrams", type=int, default=2)
     return parser
 
 

@@ -20,14 +20,21 @@ class CausalLM:
     tokenizer: Any
     device: str
 
+    @property
+    def context(self) -> int:
+        """The most positions the model takes (longer inputs are truncated to it)."""
+        config = self.model.config
+        return int(getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or 2048)
+
     def token_nll(self, texts: list[str], max_tokens: int) -> list[tuple[int, float]]:
-        """(predicted tokens, summed negative log-likelihood in nats) per text, each truncated to max_tokens;
+        """(predicted tokens, summed negative log-likelihood in nats) per text, each truncated to max_tokens
+        (and to the model's context);
         a text of one token has nothing to predict: (0, 0.0)."""
         import torch
 
         self.tokenizer.padding_side = "right"
         tokens = self.tokenizer(texts, return_tensors="pt", padding=True, truncation=True,
-                                max_length=max_tokens).to(self.device)
+                                max_length=min(max_tokens, self.context)).to(self.device)
         ids, mask = tokens["input_ids"], tokens["attention_mask"]
         with torch.inference_mode():
             logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
@@ -42,8 +49,11 @@ class CausalLM:
         import torch
 
         self.tokenizer.padding_side = "left"  # generation continues from the last real token
+        room = self.context - max_new_tokens
+        if room < 1:
+            raise ValueError(f"max_new_tokens={max_new_tokens} leaves no room for a prompt in {self.context} positions")
         tokens = self.tokenizer(prompts, return_tensors="pt", padding=True, truncation=True,
-                                max_length=max_prompt_tokens).to(self.device)
+                                max_length=min(max_prompt_tokens, room)).to(self.device)
         options = {"do_sample": False} if temperature == 0 else {"do_sample": True, "temperature": temperature}
         if temperature:
             torch.manual_seed(seed)

@@ -121,3 +121,45 @@ def save_head(kind: str, path: str, width: int, seed: int = 0) -> str:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     save_file({k: v.contiguous() for k, v in head.state_dict().items()}, path)
     return path
+
+
+def save_fasttext(path: str) -> str:
+    """A supervised fastText classifier (`__label__hq` / `__label__cc`) trained on generated lines."""
+    import tempfile
+
+    import fasttext
+
+    lines = [f"__label__{'hq' if i % 2 else 'cc'} {text}" for i, text in enumerate(_corpus())]
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+        f.write("\n".join(lines) + "\n")
+    try:
+        model = fasttext.train_supervised(f.name, epoch=2, dim=16, lr=0.5, seed=0, thread=1, verbose=0)
+    finally:
+        os.unlink(f.name)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    model.save_model(path)
+    return path
+
+
+def save_all(root: str) -> str:
+    """Every tiny model under `root` and `root/annotate.yaml`, an annotate config running each model stage on
+    them (on the CPU): `mmcurate annotate --config root/annotate.yaml`. Returns the config's path."""
+    import yaml
+
+    clip = save_open_clip(os.path.join(root, "clip"))
+    gpt2 = save_gpt2(os.path.join(root, "gpt2"))
+    cpu = {"device": "cpu"}
+    stages = [
+        {"stage": "image_embeddings", "model_path": clip, **cpu},
+        {"stage": "text_embeddings", "model_path": clip, **cpu},
+        {"stage": "pair_scores"}, {"stage": "image_alignment"}, {"stage": "sample_embeddings"},
+        {"stage": "aesthetic_scores", "model_path": save_head("aesthetic", os.path.join(root, "aesthetic.safetensors"), 16), **cpu},
+        {"stage": "nsfw_scores", "model_path": save_head("nsfw", os.path.join(root, "nsfw.safetensors"), 16), **cpu},
+        {"stage": "text_perplexity", "model_path": gpt2, **cpu}, {"stage": "document_perplexity"},
+        {"stage": "quality_scores", "model_path": save_fasttext(os.path.join(root, "quality.bin"))},
+    ]
+    path = os.path.join(root, "annotate.yaml")
+    with open(path, "w") as f:
+        f.write("# Model stages on tiny random-initialised models (mmcurate tiny-models): the scores mean nothing.\n")
+        yaml.safe_dump({"stages": stages}, f, sort_keys=False)
+    return path
