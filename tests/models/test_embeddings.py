@@ -97,3 +97,29 @@ def test_a_missing_model_is_a_clear_error_naming_the_path(spark, tmp_path):
         images.transform(ImageEmbeddings(model_path=missing, device="cpu")).collect()
     with pytest.raises(ValueError, match="backend"):
         ImageEmbeddings(model_path=missing, backend="onnx")
+
+
+def test_transformers_clip_gives_image_and_text_embeddings_as_get_features_does(spark, tmp_path, photo_jpg):
+    """The CLIPModel family NeMo Curator's CLIP filter loads, from a save_pretrained directory."""
+    from transformers import AutoModel, AutoProcessor, AutoTokenizer
+
+    from mmcurate.models.tiny import save_hf_clip
+
+    path = save_hf_clip(str(tmp_path / "hf_clip"))
+    images = spark.createDataFrame([("p", photo_jpg)], "image_id string, binary_content binary")
+    [image] = images.transform(ImageEmbeddings(model_path=path, backend="transformers", device="cpu")).collect()
+    texts = spark.createDataFrame([("a", 0, "text", " the river city ", None)], ITEMS)
+    [text] = texts.transform(TextEmbeddings(model_path=path, backend="transformers", device="cpu")).collect()
+    model = AutoModel.from_pretrained(path).eval()
+    processor = AutoProcessor.from_pretrained(path)
+    pixels = processor.image_processor(images=Image.open(io.BytesIO(photo_jpg)).convert("RGB"),
+                                       return_tensors="pt")["pixel_values"]
+    tokens = AutoTokenizer.from_pretrained(path)(["the river city"], padding=True, return_tensors="pt")
+
+    def features(out):
+        return out if isinstance(out, torch.Tensor) else out.pooler_output
+
+    with torch.no_grad():
+        np.testing.assert_allclose(image.embedding, unit(features(model.get_image_features(pixel_values=pixels)))[0],
+                                   atol=1e-5)
+        np.testing.assert_allclose(text.embedding, unit(features(model.get_text_features(**tokens)))[0], atol=1e-5)

@@ -92,6 +92,33 @@ def save_sentence_bert(path: str, seed: int = 0, pooling: str = "mean") -> str:
     return path
 
 
+def save_hf_clip(path: str, seed: int = 0) -> str:
+    """A transformers CLIPModel (the family NeMo Curator's CLIP filter loads) with a BPE tokenizer trained here
+    and a CLIP image processor (`save_pretrained`)."""
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, PreTrainedTokenizerFast
+
+    torch.manual_seed(seed)
+    os.makedirs(path, exist_ok=True)
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(_corpus(), vocab_size=300, min_frequency=1, special_tokens=["<|endoftext|>", "<pad>"])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<|endoftext|>",
+                                        eos_token="<|endoftext|>", pad_token="<pad>", model_max_length=77)
+    tokenizer.save_pretrained(path)
+    config = CLIPConfig(
+        text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                     "vocab_size": len(tokenizer), "max_position_embeddings": 77,
+                     "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+                     "pad_token_id": tokenizer.pad_token_id},
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                       "image_size": 32, "patch_size": 8},
+        projection_dim=16)
+    CLIPModel(config).eval().save_pretrained(path, safe_serialization=True)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(path)
+    return path
+
+
 def save_dinov2(path: str, seed: int = 0) -> str:
     """A 2-layer DINOv2 with its image processor (`save_pretrained`), an image-only embedding model."""
     import torch
