@@ -21,7 +21,6 @@ def inputs(spark, photo_jpg, truncated_jpg, model_stage_params):
     ], ITEMS)
     images = spark.createDataFrame([(sha256_hex(b), b) for b in (photo_jpg, truncated_jpg)],
                                    "image_id string, binary_content binary")
-    from mmcurate.annotate import ImageScores
 
     embeddings = spark.createDataFrame([("a", [1.0, 0.0]), ("b", [0.0, 1.0]), ("c", [1.0, 0.0])],
                                        "sample_id string, embedding array<double>")

@@ -114,11 +114,8 @@ class ImageEmbeddings(EncoderStage):
         with ThreadPoolExecutor(max(1, self.decode_threads), thread_name_prefix="mmcurate-decode") as pool:
             prepare = lambda frame: parallel_map(tensor, list(frame["binary_content"]), pool)  # noqa: E731
             for frame, prepared in prefetch(frames, prepare):
-                good = [i for i, (t, _) in enumerate(prepared) if t is not None]
-                vectors = batches.run([prepared[i][0] for i in good], encoder.embed_images)
-                embeddings = [None] * len(frame)
-                for i, vector in zip(good, vectors):
-                    embeddings[i] = vector
+                tensors = [t for t, _ in prepared]
+                embeddings = batches.run_where(tensors, [t is not None for t in tensors], encoder.embed_images)
                 yield pd.DataFrame({"image_id": frame["image_id"], "model": self.model_name,
                                     "embedding": embeddings, "error": [e for _, e in prepared]})
 
@@ -146,11 +143,7 @@ class TextEmbeddings(EncoderStage):
         batches = Batches(self.batch_size)
         for frame in frames:
             stripped = [text.strip() for text in frame["text_content"]]
-            good = [i for i, text in enumerate(stripped) if text]
-            vectors = batches.run([stripped[i] for i in good], encoder.embed_texts)
-            embeddings = [None] * len(frame)
-            for i, vector in zip(good, vectors):
-                embeddings[i] = vector
+            embeddings = batches.run_where(stripped, [bool(t) for t in stripped], encoder.embed_texts)
             yield pd.DataFrame({"text_hash": frame["text_hash"], "embedding": embeddings,
                                 "error": [None if text else "empty" for text in stripped]})
 

@@ -119,12 +119,10 @@ class HeadStage(ModelStage):
                 return list(head(torch.from_numpy(np.stack(vectors)).float().to(device)).squeeze(-1).cpu().numpy())
 
         for frame in frames:
-            good = [i for i, v in enumerate(frame["embedding"]) if v is not None]
-            scores = batches.run([np.asarray(frame["embedding"].iloc[i], dtype=np.float32) for i in good], forward)
-            column = [None] * len(frame)
-            for i, score in zip(good, scores):
-                column[i] = float(score)
-            yield pd.DataFrame({"image_id": frame["image_id"], "model": self.model_name, self.column: column})
+            vectors = [None if v is None else np.asarray(v, dtype=np.float32) for v in frame["embedding"]]
+            scores = batches.run_where(vectors, [v is not None for v in vectors], forward)
+            yield pd.DataFrame({"image_id": frame["image_id"], "model": self.model_name,
+                                self.column: [None if s is None else float(s) for s in scores]})
 
 
 @dataclass(frozen=True)

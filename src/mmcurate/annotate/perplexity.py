@@ -18,8 +18,8 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mmcurate.annotate.embeddings import unique_texts
-from mmcurate.models.language import CausalLM, load_causal_lm
-from mmcurate.models.runner import Batches, load_once, task_device
+from mmcurate.models.language import cached_causal_lm
+from mmcurate.models.runner import Batches
 from mmcurate.models.stage import ModelStage
 from mmcurate.stage import ITEM_KEY, SAMPLE_KEY, Dependency, Stage
 
@@ -66,13 +66,8 @@ class TextPerplexity(ModelStage):
         return texts.join(scores, "text_hash").select(*ITEM_KEY, F.lit(self.model_name).alias("model"),
                                                        *[f.name for f in _BY_HASH.fields[1:]])
 
-    def language_model(self) -> CausalLM:
-        device = task_device(self.device)
-        return load_once(("causal_lm", self.model_path, device, self.precision),
-                         lambda: load_causal_lm(self.model_path, device, self.precision))
-
     def score_partition(self, frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        lm = self.language_model()
+        lm = cached_causal_lm(self.model_path, self.device, self.precision)
         batches = Batches(self.batch_size)
         for frame in frames:
             texts = list(frame["text_content"])

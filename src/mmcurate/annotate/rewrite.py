@@ -22,8 +22,8 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mmcurate.annotate.embeddings import unique_texts
-from mmcurate.models.language import CausalLM, load_causal_lm
-from mmcurate.models.runner import Batches, load_once, task_device
+from mmcurate.models.language import cached_causal_lm
+from mmcurate.models.runner import Batches
 from mmcurate.models.stage import ModelStage
 from mmcurate.schema import require_columns
 from mmcurate.stage import ITEM_KEY, Dependency
@@ -80,27 +80,19 @@ class Rewrites(ModelStage):
             *ITEM_KEY, F.col("text_hash").alias("original_hash"), F.lit(self.model_name).alias("model"),
             F.lit(self.prompt_hash).alias("prompt_hash"), "rewritten_text", "new_tokens", "error")
 
-    def language_model(self) -> CausalLM:
-        device = task_device(self.device)
-        return load_once(("causal_lm", self.model_path, device, self.precision),
-                         lambda: load_causal_lm(self.model_path, device, self.precision))
-
     def generate_partition(self, frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        lm = self.language_model()
+        lm = cached_causal_lm(self.model_path, self.device, self.precision)
         batches = Batches(self.batch_size)
         for frame in frames:
             texts = [t.strip() for t in frame["text_content"]]
-            good = [i for i, t in enumerate(texts) if len(t) >= self.min_chars]
-            prompts = [self.prompt.replace("{text}", texts[i]) for i in good]
-            outputs = batches.run(prompts, lambda chunk: lm.generate(
+            prompts = [self.prompt.replace("{text}", t) for t in texts]
+            outputs = batches.run_where(prompts, [len(t) >= self.min_chars for t in texts], lambda chunk: lm.generate(
                 chunk, self.max_new_tokens, self.temperature, self.seed, self.max_prompt_tokens))
-            rewritten, new_tokens = [None] * len(frame), [None] * len(frame)
-            errors = ["too_short"] * len(frame)
-            for i, (text, n) in zip(good, outputs):
-                rewritten[i], new_tokens[i] = text, n
-                errors[i] = None if text else "empty_generation"
-            yield pd.DataFrame({"text_hash": frame["text_hash"], "rewritten_text": rewritten,
-                                "new_tokens": pd.array(new_tokens, dtype="Int32"), "error": errors})
+            yield pd.DataFrame({
+                "text_hash": frame["text_hash"],
+                "rewritten_text": [out[0] if out else None for out in outputs],
+                "new_tokens": pd.array([out[1] if out else None for out in outputs], dtype="Int32"),
+                "error": ["too_short" if out is None else None if out[0] else "empty_generation" for out in outputs]})
 
 
 def with_rewrites(items: DataFrame, rewrites: DataFrame) -> DataFrame:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mmcurate.models.encoders import require_path
-from mmcurate.models.runner import torch_dtype
+from mmcurate.models.runner import load_once, task_device, torch_dtype
 
 
 @dataclass
@@ -66,6 +66,12 @@ class CausalLM:
             kept = [t for t in row.tolist() if t != self.tokenizer.pad_token_id]
             results.append((self.tokenizer.decode(kept, skip_special_tokens=True).strip(), len(kept)))
         return results
+
+
+def cached_causal_lm(path: str, device: str = "auto", precision: str = "auto") -> CausalLM:
+    """This worker's causal LM for `path` on the task's device, loaded on first use and reused after."""
+    resolved = task_device(device)
+    return load_once(("causal_lm", path, resolved, precision), lambda: load_causal_lm(path, resolved, precision))
 
 
 def load_causal_lm(path: str, device: str = "cpu", precision: str = "fp32") -> CausalLM:

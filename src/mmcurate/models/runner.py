@@ -112,6 +112,14 @@ class Batches:
             start += len(chunk)
         return out
 
+    def run_where(self, inputs: list, usable: list[bool], forward: Callable[[list], list]) -> list:
+        """`run` over the inputs whose `usable` flag is set; None in the other places, outputs in input order."""
+        picked = [i for i, ok in enumerate(usable) if ok]
+        out: list = [None] * len(inputs)
+        for i, value in zip(picked, self.run([inputs[i] for i in picked], forward)):
+            out[i] = value
+        return out
+
 
 def prefetch(batches: Iterable[T], prepare: Callable[[T], U], depth: int = 2) -> Iterator[tuple[T, U]]:
     """(batch, prepare(batch)) in order, with up to `depth` batches prepared ahead on a background thread,
