@@ -97,10 +97,16 @@ def test_annotate_once_then_select_and_retune_without_decoding(spark, tmp_path, 
     assert (more.action, more.rows_added, decoded(log)) == ("append", 1, 5)
     assert lake.read("image_scores").count() == 5
 
-    other = CountingImageScores(log=str(log), batch_size=2)  # other parameters: the table is rebuilt, not mixed
+    faster = CountingImageScores(log=str(log), batch_size=2)  # how it runs, not what it gives: nothing to redo
+    assert [a.action for a in steps.annotate(lake, [faster])] == ["up_to_date"] and decoded(log) == 5
+
+    other = CountingImageScores(log=str(log), max_pixels=10**8)  # other parameters: the table is rebuilt, not mixed
     [rebuilt] = steps.annotate(lake, [other])
     assert (rebuilt.action, rebuilt.rows_added, decoded(log)) == ("overwrite", 5, 10)
-    assert "batch_size" in rebuilt.reason and lake.read("image_scores").count() == 5
+    assert "max_pixels" in rebuilt.reason and lake.read("image_scores").count() == 5
+    [back] = steps.annotate(lake, [stage])  # and back to the first parameters: rebuilt again, never skipped
+    assert (back.action, back.rows_added, decoded(log)) == ("overwrite", 5, 15)
+    assert steps.stage_info(lake, "image_scores")["fingerprint"] == stage.fingerprint
 
 
 @pytest.fixture(scope="module")

@@ -70,6 +70,8 @@ class Stage:
     column, e.g. a sample's image x text pairs are done per sample_id). Stages whose rows depend on the whole input (copy counts, duplicate clusters) set it
     False: their table is recomputed whenever the input table has a new version, else left alone.
     `joins` names further lakehouse tables `compute` reads (passed as keyword arguments by table name).
+    `operational` names parameters that change how a stage runs but not its values (batch sizes,
+    devices, threads): they stay out of the fingerprint, so tuning them never recomputes a table.
     """
 
     name: ClassVar[str]
@@ -82,6 +84,7 @@ class Stage:
     incremental: ClassVar[bool] = True
     joins: ClassVar[tuple[str, ...]] = ()
     increment_by: ClassVar[tuple[str, ...] | None] = None
+    operational: ClassVar[tuple[str, ...]] = ()
     resources: ClassVar[Resources] = Resources()
     requires: ClassVar[tuple[Dependency, ...]] = ()
 
@@ -100,8 +103,10 @@ class Stage:
 
     @property
     def fingerprint(self) -> str:
-        """Name, version and parameters in one short hash: rows of a table are only ever from one fingerprint."""
-        text = json.dumps({"name": self.name, "version": self.version, "params": self.params}, sort_keys=True,
+        """Name, version and the parameters that affect values in one short hash: rows of a table are only ever
+        from one fingerprint."""
+        values = {k: v for k, v in self.params.items() if k not in self.operational}
+        text = json.dumps({"name": self.name, "version": self.version, "params": values}, sort_keys=True,
                           default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -117,6 +122,11 @@ class Stage:
             return ()
         missing = dataclasses.MISSING
         return tuple(f.name for f in dataclasses.fields(cls) if f.default is missing and f.default_factory is missing)
+
+    def scope(self, df: DataFrame, **tables: DataFrame) -> DataFrame:
+        """The input rows this stage writes rows for (all by default; text items for a per-text stage). The annotate
+        step offers only these, so input rows that never give a row are not offered again on every run."""
+        return df
 
     def compute(self, df: DataFrame, **tables: DataFrame) -> DataFrame:
         """The signal rows of `df` (the input table, possibly only its rows without a signal yet); `tables`

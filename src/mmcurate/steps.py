@@ -100,13 +100,24 @@ def stage_info(lake: Lakehouse, table: str) -> Optional[dict]:
     return None
 
 
+def rebuilt_at(lake: Lakehouse, table: str) -> Optional[int]:
+    """The version at which an annotate stage last rebuilt (overwrote) `table`; None for tables no stage rebuilt."""
+    if not lake.exists(table):
+        return None
+    for version, info in lake.commit_infos(table):
+        if info.get("step") == "annotate" and info.get("action") == "overwrite":
+            return version
+    return None
+
+
 def annotate(lake: Lakehouse, stages: Iterable[StageSpec]) -> list[Annotated]:
     """Run each stage on the keys its table lacks, and append their rows in one idempotent commit per stage.
 
     A table written by another version or other parameters of the stage is rebuilt from scratch
     (its rows would not be comparable); otherwise only input rows whose key has no row yet are
     computed (an anti-join on the key, or on `increment_by`), so a rerun with no new data computes
-    nothing. Tables a stage `joins` are read at their current version too. A stage that is not
+    nothing. Tables a stage `joins` are read at their current version too. When a table it reads was
+    rebuilt (another model, other parameters) since this table was written, the table is rebuilt. A stage that is not
     `incremental` (copy counts, duplicate clusters) is recomputed whole when its input table has a
     new version, and skipped otherwise. Stages run in the order given, so a stage reading another
     stage's table comes after it. The commit records the stage's name, version, parameters, key
@@ -128,7 +139,10 @@ def annotate(lake: Lakehouse, stages: Iterable[StageSpec]) -> list[Annotated]:
         joined = {name: lake.read(name, version=v) for name, v in join_versions.items()}
         recorded = stage_info(lake, stage.table)
         key = list(stage.increment_by or stage.key)
-        same = recorded is not None and recorded.get("fingerprint") == stage.fingerprint
+        # when the tables it reads were last rebuilt: a table rebuilt since this one was written means rebuild here
+        upstream = {name: rebuilt_at(lake, name) for name in (stage.input, *stage.joins)}
+        rebuilt = recorded is not None and (recorded.get("upstream") or dict.fromkeys(upstream)) != upstream
+        same = recorded is not None and recorded.get("fingerprint") == stage.fingerprint and not rebuilt
         unchanged = same and recorded.get("input_version") == input_version and (
             recorded.get("joins") or {}) == join_versions
         if unchanged and not stage.incremental:
@@ -137,9 +151,11 @@ def annotate(lake: Lakehouse, stages: Iterable[StageSpec]) -> list[Annotated]:
             continue
         if same and stage.incremental:
             action, reason = "append", "new keys"
-            todo = source.join(lake.read(stage.table).select(*key).distinct(), key, "left_anti")
+            todo = stage.scope(source, **joined).join(lake.read(stage.table).select(*key).distinct(), key, "left_anti")
         elif same:
             action, reason, todo = "overwrite", f"input {stage.input} changed (version {input_version})", source
+        elif rebuilt and recorded.get("fingerprint") == stage.fingerprint:
+            action, reason, todo = "overwrite", "a table it reads was rebuilt", source
         elif lake.exists(stage.table):
             action, reason = "overwrite", (
                 f"table was written by {recorded.get('stage')} version {recorded.get('version')} with "
@@ -152,11 +168,18 @@ def annotate(lake: Lakehouse, stages: Iterable[StageSpec]) -> list[Annotated]:
                                   "every key already has a row"))
             continue
         info = {"step": "annotate", **stage.describe(), "input": stage.input, "input_version": input_version,
-                "joins": join_versions}
+                "joins": join_versions, "upstream": upstream, "action": action}
+        # Idempotent commits: an append is keyed by the input versions it covers (a rerun over the same inputs,
+        # or rows that give no output, commits nothing); a rebuild by the table version it replaces (so going
+        # back to earlier parameters rebuilds again, and a concurrent twin of this run is skipped).
+        if action == "append":
+            app_id, app_version = "append", input_version + sum(join_versions.values())
+        else:
+            app_id, app_version = "rebuild", lake.version(stage.table) + 1 if lake.exists(stage.table) else 0
         with session_conf(lake.spark, stage.spark_conf):
             written = lake.write(stage(todo, **joined), stage.table, mode=action, commit_info=info,
-                                 app_id=f"mmcurate.annotate.{stage.name}.{stage.fingerprint}",
-                                 app_version=input_version + sum(join_versions.values()))
+                                 app_id=f"mmcurate.annotate.{stage.name}.{stage.fingerprint}.{app_id}",
+                                 app_version=app_version)
         if written.skipped:
             action, reason = "up_to_date", written.reason or "already committed"
         done.append(Annotated(stage.name, stage.table, action, written.rows_added or 0, written.version, reason))

@@ -120,3 +120,37 @@ def test_the_mmc4_recipe_names_its_model_stages_and_runs_once_they_are_configure
     assert selection.curated.count() + selection.drops.count() == lakehouse.read("items").count()
     reasons = {r.rule for r in selection.drops.select("rule").distinct().collect()}
     assert "clip_assignment" in reasons or "nsfw" in reasons
+
+
+def test_tables_read_from_a_rebuilt_table_are_rebuilt_too(lake, model_stage_params):
+    """Another model for the image embeddings: the heads and pairs that read them must not keep the old scores."""
+    lakehouse = lake["lake"]
+    other = {**model_stage_params["image_embeddings"], "model_id": "clip-other"}
+    done = {a.stage: a for a in steps.annotate(lakehouse, [
+        {"stage": "image_embeddings", **other}, "pair_scores", "image_alignment",
+        {"stage": "nsfw_scores", **model_stage_params["nsfw_scores"]}])}
+    assert done["image_embeddings"].action == "overwrite"
+    for name in ("pair_scores", "nsfw_scores"):
+        assert (done[name].action, done[name].reason) == ("overwrite", "a table it reads was rebuilt")
+    assert done["image_alignment"].action == "overwrite"
+    # the texts are still embedded by "clip": embeddings of different models never pair
+    assert lakehouse.read("pair_scores").count() == 0 and lakehouse.read("image_alignment").count() == 0
+
+
+def test_a_document_is_paired_only_once_all_its_items_are_embedded(spark):
+    from mmcurate.annotate.alignment import PairScores
+
+    items = spark.createDataFrame([
+        ("a", 0, "text", "hello", None), ("a", 1, "image", None, "x"), ("a", 2, "image", None, "y"),
+        ("b", 0, "text", "world", None), ("b", 1, "image", None, "x"),
+    ], "sample_id string, position int, modality string, text_content string, image_id string")
+    vector = [1.0, 0.0]
+    texts = spark.createDataFrame([("a", 0, "h", "m", vector, None), ("b", 0, "h", "m", vector, None)],
+                                  "sample_id string, position int, text_hash string, model string, "
+                                  "embedding array<float>, error string")
+    only_x = spark.createDataFrame([("x", "m", vector, None)], "image_id string, model string, embedding array<float>, error string")
+    both = only_x.unionByName(spark.createDataFrame([("y", "m", None, "truncated")], only_x.schema))
+    stage = PairScores()
+    assert {r.sample_id for r in stage(items, image_embeddings=only_x, text_embeddings=texts).collect()} == {"b"}
+    pairs = {(r.sample_id, r.image_position): r.score for r in stage(items, image_embeddings=both, text_embeddings=texts).collect()}
+    assert pairs == {("a", 1): 1.0, ("b", 1): 1.0}  # y has its row (an error): a is done, y has no pair

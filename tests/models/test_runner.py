@@ -78,3 +78,17 @@ def test_gpu_stages_get_a_resource_profile_only_where_the_cluster_schedules_gpus
     assert map_profile(spark, Resources(gpus=1.0)) is None  # local session: no executor GPU resource
     profile = resource_profile(Resources(cpus=2, gpus=0.5))
     assert profile.taskResources["gpu"].amount == 0.5 and profile.taskResources["cpus"].amount == 2
+
+
+def test_a_worker_moving_to_another_gpu_frees_its_copy_on_the_old_one():
+    from mmcurate.models.runner import LOADS, load_once
+
+    key = ("test-model", "/models/x")
+    first = load_once(key, "cuda:0", lambda: object())
+    assert load_once(key, "cuda:0", lambda: object()) is first
+    second = load_once(key, "cuda:1", lambda: object())
+    assert second is not first and load_once(key, "cuda:1", lambda: object()) is second
+    assert (LOADS[(key, "cuda:0")], LOADS[(key, "cuda:1")]) == (1, 1)
+    from mmcurate.models.runner import _MODELS
+
+    assert _MODELS[key][0] == "cuda:1"  # one copy per worker

@@ -24,6 +24,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from mmcurate.annotate.embeddings import embedded_items, fully_embedded
 from mmcurate.schema import is_modality
 from mmcurate.stage import ITEM_KEY, SAMPLE_KEY, Dependency, Stage
 from mmcurate.vectors import dot
@@ -50,9 +51,9 @@ IMAGE_ALIGNMENT = T.StructType([
 class PairScores(Stage):
     """`items` (+ `image_embeddings`, `text_embeddings`) -> `pair_scores`: each document's image x text cosines.
 
-    Incremental per sample: a document's pairs are computed once, when both its embeddings exist
-    (run the embedding stages first). Images or texts without an embedding (undecodable, empty)
-    have no pairs. Only embeddings of the same model are paired.
+    Incremental per sample: a document's pairs are computed once, when every one of its items has
+    its embedding row (a document waits until then). Images or texts whose embedding is null
+    (undecodable, empty) have no pairs. Only embeddings of the same model are paired.
     """
 
     name = table = "pair_scores"
@@ -61,10 +62,17 @@ class PairScores(Stage):
     key = ("sample_id", "image_position", "text_position")
     increment_by = SAMPLE_KEY
     version = "1"
-    reads = {"sample_id": "string", "position": "int", "modality": "string", "image_id": "string"}
+    reads = {"sample_id": "string", "position": "int", "modality": "string", "image_id": "string",
+             "text_content": "string"}
     schema = PAIR_SCORES
 
+    def scope(self, items: DataFrame, image_embeddings: DataFrame, text_embeddings: DataFrame) -> DataFrame:
+        images, texts = embedded_items(items, image_embeddings, text_embeddings)
+        return (items.join(fully_embedded(items, image_embeddings, text_embeddings), "sample_id", "left_semi")
+                .join(images, "sample_id", "left_semi").join(texts, "sample_id", "left_semi"))
+
     def compute(self, items: DataFrame, image_embeddings: DataFrame, text_embeddings: DataFrame) -> DataFrame:
+        items = self.scope(items, image_embeddings, text_embeddings)
         images = (items.where(is_modality("image") & F.col("image_id").isNotNull())
                   .select("sample_id", F.col("position").alias("image_position"), "image_id")
                   .join(image_embeddings.where(F.col("embedding").isNotNull())

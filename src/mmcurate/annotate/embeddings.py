@@ -51,11 +51,15 @@ TEXT_EMBEDDINGS = T.StructType([
 _BY_HASH = T.StructType([TEXT_EMBEDDINGS["text_hash"], TEXT_EMBEDDINGS["embedding"], TEXT_EMBEDDINGS["error"]])
 
 
+def text_items(items: DataFrame) -> DataFrame:
+    """The text items with a text: what every per-text model stage writes a row for (`scope`)."""
+    return items.where(is_modality("text") & F.col("text_content").isNotNull())
+
+
 def unique_texts(items: DataFrame) -> tuple[DataFrame, DataFrame]:
     """(item key + text_hash of every text item, one row of text_hash + text_content per distinct text):
     a model stage scores the second and joins the scores back through the first."""
-    texts = items.where(is_modality("text") & F.col("text_content").isNotNull()).select(
-        *ITEM_KEY, F.sha2("text_content", 256).alias("text_hash"), "text_content")
+    texts = text_items(items).select(*ITEM_KEY, F.sha2("text_content", 256).alias("text_hash"), "text_content")
     unique = texts.groupBy("text_hash").agg(F.min("text_content").alias("text_content"))
     return texts.drop("text_content"), unique
 
@@ -77,8 +81,8 @@ class EncoderStage(ModelStage):
     def encoder(self, max_pixels: int = MAX_PIXELS) -> Encoder:
         """This worker's encoder, loaded on the first call (per process, path and device) and reused after."""
         device = task_device(self.device)
-        key = (self.backend, self.model_path, self.architecture, device, self.precision, max_pixels)
-        return load_once(key, lambda: load_encoder(self.backend, self.model_path, device, self.precision,
+        key = (self.backend, self.model_path, self.architecture, self.precision, max_pixels)
+        return load_once(key, device, lambda: load_encoder(self.backend, self.model_path, device, self.precision,
                                                    self.architecture, max_pixels))
 
 
@@ -89,6 +93,7 @@ class ImageEmbeddings(EncoderStage):
     decode_threads: int = 4
     max_pixels: int = MAX_PIXELS
 
+    operational = ("device", "batch_size", "gpus", "decode_threads")
     name = table = "image_embeddings"
     input = "images"
     key = IMAGE_KEY
@@ -132,6 +137,9 @@ class TextEmbeddings(EncoderStage):
     reads = {"sample_id": "string", "position": "int", "modality": "string", "text_content": "string"}
     schema = TEXT_EMBEDDINGS
 
+    def scope(self, items: DataFrame) -> DataFrame:
+        return text_items(items)
+
     def compute(self, items: DataFrame) -> DataFrame:
         texts, unique = unique_texts(items)
         vectors = self.map_batches(unique, self.embed_partition, _BY_HASH)
@@ -148,6 +156,24 @@ class TextEmbeddings(EncoderStage):
                                 "error": [None if text else "empty" for text in stripped]})
 
 
+def embedded_items(items: DataFrame, image_embeddings: DataFrame, text_embeddings: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """(sample_id of each image item with a vector, sample_id of each text item with a vector)."""
+    images = items.where(is_modality("image")).select("sample_id", "image_id").join(
+        image_embeddings.where(F.col("embedding").isNotNull()).select("image_id"), "image_id").select("sample_id")
+    texts = text_embeddings.where(F.col("embedding").isNotNull()).select("sample_id")
+    return images, texts
+
+
+def fully_embedded(items: DataFrame, image_embeddings: DataFrame, text_embeddings: DataFrame) -> DataFrame:
+    """The sample_ids whose every image (with bytes) and every text item has its embedding row (a vector or an
+    error): stages computed per document wait for these, so a document is never done with half its items."""
+    images = items.where(is_modality("image") & F.col("image_id").isNotNull()).select("sample_id", "image_id")
+    texts = items.where(is_modality("text") & F.col("text_content").isNotNull()).select(*ITEM_KEY)
+    waiting = images.join(image_embeddings.select("image_id"), "image_id", "left_anti").select("sample_id").unionByName(
+        texts.join(text_embeddings.select(*ITEM_KEY), list(ITEM_KEY), "left_anti").select("sample_id"))
+    return items.select("sample_id").distinct().join(waiting, "sample_id", "left_anti")
+
+
 SAMPLE_EMBEDDINGS = T.StructType([
     T.StructField("sample_id", T.StringType(), False),
     T.StructField("model", T.StringType(), False),
@@ -162,7 +188,8 @@ class SampleEmbeddings(Stage):
     semantic dedup and clustering, computed in Spark from the stored vectors (no model runs).
 
     `prefer` "image": the mean of the document's image embeddings, or of its text embeddings when it has
-    no embedded image (`source` says which); "text" the other way round.
+    no embedded image (`source` says which); "text" the other way round. A document waits until all its
+    items have their embedding rows.
     """
 
     prefer: str = "image"
@@ -172,7 +199,8 @@ class SampleEmbeddings(Stage):
     joins = ("image_embeddings", "text_embeddings")
     key = SAMPLE_KEY
     version = "1"
-    reads = {"sample_id": "string", "modality": "string", "image_id": "string"}
+    reads = {"sample_id": "string", "position": "int", "modality": "string", "image_id": "string",
+             "text_content": "string"}
     schema = SAMPLE_EMBEDDINGS
 
     def __post_init__(self):
@@ -180,7 +208,13 @@ class SampleEmbeddings(Stage):
         if self.prefer not in ("image", "text"):
             raise ValueError(f"prefer must be 'image' or 'text', got {self.prefer!r}")
 
+    def scope(self, items: DataFrame, image_embeddings: DataFrame, text_embeddings: DataFrame) -> DataFrame:
+        images, texts = embedded_items(items, image_embeddings, text_embeddings)
+        return (items.join(fully_embedded(items, image_embeddings, text_embeddings), "sample_id", "left_semi")
+                .join(images.unionByName(texts), "sample_id", "left_semi"))
+
     def compute(self, items: DataFrame, image_embeddings: DataFrame, text_embeddings: DataFrame) -> DataFrame:
+        items = self.scope(items, image_embeddings, text_embeddings)
         images = (items.where(is_modality("image")).select("sample_id", "image_id")
                   .join(image_embeddings.where(F.col("embedding").isNotNull()), "image_id")
                   .select("sample_id", "model", "embedding", F.lit("image").alias("source")))

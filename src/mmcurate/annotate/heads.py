@@ -111,7 +111,7 @@ class HeadStage(ModelStage):
         import torch
 
         device = task_device(self.device)
-        head = load_once((self.head, self.model_path, device), lambda: load_head(self.head, self.model_path, device))
+        head = load_once((self.head, self.model_path), device, lambda: load_head(self.head, self.model_path, device))
         batches = Batches(self.batch_size)
 
         def forward(vectors):

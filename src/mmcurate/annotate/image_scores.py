@@ -44,6 +44,7 @@ class ImageScores(Stage):
     max_pixels: int = MAX_PIXELS
     batch_size: int = 64
 
+    operational = ("batch_size",)
     name = table = "image_scores"
     input = "images"
     key = IMAGE_KEY

@@ -17,7 +17,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from mmcurate.annotate.embeddings import unique_texts
+from mmcurate.annotate.embeddings import text_items, unique_texts
 from mmcurate.models.language import cached_causal_lm
 from mmcurate.models.runner import Batches
 from mmcurate.models.stage import ModelStage
@@ -59,6 +59,9 @@ class TextPerplexity(ModelStage):
     reads = {"sample_id": "string", "position": "int", "modality": "string", "text_content": "string"}
     schema = TEXT_PERPLEXITY
     requires = (Dependency("transformers", "transformers"),)
+
+    def scope(self, items: DataFrame) -> DataFrame:
+        return text_items(items)
 
     def compute(self, items: DataFrame) -> DataFrame:
         texts, unique = unique_texts(items)

@@ -70,7 +70,7 @@ class QualityScores(ModelStage):
         return self.map_batches(document_texts(items), self.score_partition, self.schema)
 
     def score_partition(self, frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        model = load_once(("fasttext", self.model_path), lambda: load_fasttext(self.model_path))
+        model = load_once(("fasttext", self.model_path), "cpu", lambda: load_fasttext(self.model_path))
         if self.positive_label not in model.labels:
             raise ValueError(f"{self.model_path}: no label {self.positive_label!r}; its labels are {model.labels}")
         for frame in frames:

@@ -5,7 +5,8 @@ new text and its provenance: the model, the prompt template (and its hash), the 
 original text and the generation settings in the commit. The `items` table is never changed;
 `with_rewrites` gives the items with rewritten texts swapped in (the original kept beside it), for
 a curated table, an export or a comparison. Each distinct text is generated once; temperature 0
-(the default) is greedy decoding, deterministic across runs.
+(the default) is greedy decoding, deterministic across runs. A text too long for the model's
+context is cut, never the instruction around it.
 
 >>> steps.annotate(lake, [Rewrites(model_path="/dbfs/models/rephraser", prompt="Rewrite clearly:\\n{text}\\n")])
 >>> rewritten = with_rewrites(lake.read("items"), lake.read("rewritten_texts"))
@@ -21,7 +22,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from mmcurate.annotate.embeddings import unique_texts
+from mmcurate.annotate.embeddings import text_items, unique_texts
 from mmcurate.models.language import cached_causal_lm
 from mmcurate.models.runner import Batches
 from mmcurate.models.stage import ModelStage
@@ -73,6 +74,9 @@ class Rewrites(ModelStage):
     def prompt_hash(self) -> str:
         return hashlib.sha256(self.prompt.encode()).hexdigest()[:16]
 
+    def scope(self, items: DataFrame) -> DataFrame:
+        return text_items(items)
+
     def compute(self, items: DataFrame) -> DataFrame:
         texts, unique = unique_texts(items)
         generated = self.map_batches(unique, self.generate_partition, _BY_HASH)
@@ -85,7 +89,7 @@ class Rewrites(ModelStage):
         batches = Batches(self.batch_size)
         for frame in frames:
             texts = [t.strip() for t in frame["text_content"]]
-            prompts = [self.prompt.replace("{text}", t) for t in texts]
+            prompts = [lm.prompt(self.prompt, t, self.max_prompt_tokens, self.max_new_tokens) for t in texts]
             outputs = batches.run_where(prompts, [len(t) >= self.min_chars for t in texts], lambda chunk: lm.generate(
                 chunk, self.max_new_tokens, self.temperature, self.seed, self.max_prompt_tokens))
             yield pd.DataFrame({

@@ -149,5 +149,8 @@ class ParagraphScores(TextSignals):
     reads = _ITEM_READS
     schema = PARAGRAPH_SCORES
 
+    def scope(self, items: DataFrame) -> DataFrame:
+        return items.where(is_modality("text"))
+
     def compute(self, items: DataFrame) -> DataFrame:
-        return expand(items.where(is_modality("text")), self.key, self.signals(F.col("text_content")))
+        return expand(self.scope(items), self.key, self.signals(F.col("text_content")))

@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mmcurate.stage import SAMPLE_KEY, Stage
-from mmcurate.vectors import dot, unit, vector_sum
+from mmcurate.vectors import dot, unit
 
 
 @dataclass(frozen=True)
@@ -77,8 +77,9 @@ class SemanticDuplicates(Stage):
         k = max(1, min(self.n_clusters, n))
         if k == 1:  # Spark's KMeans needs k >= 2; one cluster's centroid is the mean
             clustered = representatives.withColumn("cluster", F.lit(0))
-            centers = representatives.agg(unit(vector_sum(F.array_agg("v"))).alias("_center")).withColumn(
-                "cluster", F.lit(0))
+            sums = representatives.select(F.posexplode("v")).groupBy("pos").agg(F.sum("col").alias("x"))
+            centers = sums.agg(unit(F.transform(F.array_sort(F.collect_list(F.struct("pos", "x"))),
+                                                lambda e: e["x"])).alias("_center")).withColumn("cluster", F.lit(0))
         else:
             model = KMeans(k=k, seed=self.seed, maxIter=self.max_iterations, featuresCol="features",
                            predictionCol="cluster").fit(

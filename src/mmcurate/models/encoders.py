@@ -56,6 +56,7 @@ class Encoder:
     family: str = "open_clip"
     pooling: str = "mean"
     max_length: Optional[int] = None
+    pad_to_max: bool = False
     max_pixels: int = MAX_PIXELS
 
     @property
@@ -88,7 +89,9 @@ class Encoder:
         with torch.inference_mode():
             if self.family == "open_clip":
                 return _unit_rows(self.model.encode_text(self.tokenizer(texts).to(self.device)))
-            tokens = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
+            # SigLIP pools the last position: it was trained on max_length padding, so pad the same way
+            padding = "max_length" if self.pad_to_max else True
+            tokens = self.tokenizer(texts, padding=padding, truncation=True, max_length=self.max_length,
                                     return_tensors="pt").to(self.device)
             if hasattr(self.model, "get_text_features"):
                 return _unit_rows(_features(self.model.get_text_features(**tokens)))
@@ -148,6 +151,23 @@ def _load_open_clip(path: str, architecture: Optional[str], device: str) -> Enco
                    preprocess=preprocess, tokenizer=tokenizer, family="open_clip")
 
 
+def _text_length(model_dir: str, config, tokenizer) -> Optional[int]:
+    """The most tokens a text keeps: sentence-transformers' max_seq_length, else the tokenizer's limit, never more
+    than the model's positions (RoBERTa-style models count 2 positions of padding offset)."""
+    positions = getattr(getattr(config, "text_config", config), "max_position_embeddings", None)
+    if positions and getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "mpnet", "camembert"):
+        positions -= 2
+    limits = [positions]
+    st_config = os.path.join(model_dir, "sentence_bert_config.json")
+    if os.path.isfile(st_config):
+        with open(st_config, encoding="utf-8") as f:
+            limits.append(json.load(f).get("max_seq_length"))
+    elif tokenizer is not None and 0 < getattr(tokenizer, "model_max_length", 0) < 1_000_000:
+        limits.append(tokenizer.model_max_length)
+    limits = [n for n in limits if n]
+    return min(limits) if limits else None
+
+
 def _sentence_transformers_layout(path: str) -> tuple[str, str]:
     """(directory of the transformer, pooling mode) of a sentence-transformers directory; (path, mean) otherwise."""
     modules_file = os.path.join(path, "modules.json")
@@ -178,9 +198,8 @@ def _load_transformers(path: str, device: str) -> Encoder:
     has_text = hasattr(model, "get_text_features") or not has_image
     preprocess = AutoImageProcessor.from_pretrained(model_dir, local_files_only=True) if has_image else None
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True) if has_text else None
-    text_config = getattr(config, "text_config", config)
-    max_length = getattr(text_config, "max_position_embeddings", None) if has_text else None
+    max_length = _text_length(path, config, tokenizer) if has_text else None
     kind = "both" if has_image and has_text else ("image" if has_image else "text")
     return Encoder(model_id=os.path.basename(os.path.normpath(path)), kind=kind, device=device, model=model,
                    preprocess=preprocess, tokenizer=tokenizer, family="transformers", pooling=pooling,
-                   max_length=max_length)
+                   max_length=max_length, pad_to_max=getattr(config, "model_type", "").startswith("siglip"))

@@ -43,6 +43,18 @@ class CausalLM:
         nll = -(logp * predicted).sum(dim=1)
         return [(int(n), float(v)) for n, v in zip(predicted.sum(dim=1).tolist(), nll.tolist())]
 
+    def prompt(self, template: str, text: str, max_prompt_tokens: int, max_new_tokens: int) -> str:
+        """`template` with `{text}` filled in, the text (never the instruction around it) cut to fit
+        min(max_prompt_tokens, context - max_new_tokens) tokens."""
+        room = min(max_prompt_tokens, self.context - max_new_tokens)
+        budget = room - len(self.tokenizer(template.replace("{text}", ""))["input_ids"])
+        if budget < 1:
+            raise ValueError(f"the prompt template alone fills the {room} tokens a prompt may take")
+        ids = self.tokenizer(text)["input_ids"]
+        if len(ids) > budget:
+            text = self.tokenizer.decode(ids[:budget], skip_special_tokens=True)
+        return template.replace("{text}", text)
+
     def generate(self, prompts: list[str], max_new_tokens: int, temperature: float, seed: int,
                  max_prompt_tokens: int) -> list[tuple[str, int]]:
         """(generated text, new tokens) per prompt; temperature 0 is greedy decoding (deterministic)."""
@@ -71,7 +83,7 @@ class CausalLM:
 def cached_causal_lm(path: str, device: str = "auto", precision: str = "auto") -> CausalLM:
     """This worker's causal LM for `path` on the task's device, loaded on first use and reused after."""
     resolved = task_device(device)
-    return load_once(("causal_lm", path, resolved, precision), lambda: load_causal_lm(path, resolved, precision))
+    return load_once(("causal_lm", path, precision), resolved, lambda: load_causal_lm(path, resolved, precision))
 
 
 def load_causal_lm(path: str, device: str = "cpu", precision: str = "fp32") -> CausalLM:

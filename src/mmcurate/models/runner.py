@@ -8,7 +8,7 @@ that halve on a CUDA out-of-memory error (`Batches`), and the device is the GPU 
 the task, else CUDA if present, else the CPU (`task_device`). GPU stages run under their own
 `ResourceProfile` when the cluster schedules GPUs, so CPU stages never hold one.
 
->>> model = load_once(("clip", path, device), lambda: load_clip(path, device))
+>>> model = load_once(("clip", path), device, lambda: load_clip(path, device))
 >>> for batch, pixels in prefetch(batches, decode_all, threads=4): embeddings = model.run(pixels)
 """
 from __future__ import annotations
@@ -25,10 +25,10 @@ from mmcurate.stage import Resources
 T = TypeVar("T")
 U = TypeVar("U")
 
-_MODELS: dict[tuple, Any] = {}
+_MODELS: dict[tuple, tuple[str, Any]] = {}
 _LOCK = threading.Lock()
 LOADS: Counter = Counter()
-"""How many times this process loaded each model key (1 per worker when the cache works)."""
+"""How many times this process loaded each (model key, device) (1 per worker when the cache works)."""
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
@@ -38,13 +38,31 @@ class ModelNotFoundError(FileNotFoundError):
     """A model path that does not exist or lacks the files its format needs; nothing is downloaded."""
 
 
-def load_once(key: tuple, load: Callable[[], T]) -> T:
-    """The object `load()` returns, loaded at most once per process for `key` (model path, revision, device)."""
+def load_once(key: tuple, device: str, load: Callable[[], T]) -> T:
+    """The object `load()` returns for `key` (what identifies the weights and their settings) on `device`,
+    loaded at most once per process. A worker that runs a task on another GPU drops its copy on the
+    old one first, so a worker never holds a model twice."""
     with _LOCK:
-        if key not in _MODELS:
-            _MODELS[key] = load()
-            LOADS[key] += 1
-        return _MODELS[key]
+        cached = _MODELS.get(key)
+        if cached is not None and cached[0] == device:
+            return cached[1]
+        if cached is not None:
+            del _MODELS[key], cached
+            _free_cuda_cache()
+        model = load()
+        _MODELS[key] = (device, model)
+        LOADS[(key, device)] += 1
+        return model
+
+
+def _free_cuda_cache() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def loads_in_this_process() -> dict:
@@ -53,10 +71,11 @@ def loads_in_this_process() -> dict:
 
 
 def task_device(requested: str = "auto") -> str:
-    """`requested` unless "auto": the GPU Spark assigned to this task, else `cuda` if present, else `cpu`."""
+    """The GPU Spark assigned to this task for "auto" and "cuda"; without one, `cuda` if present else `cpu` for
+    "auto"; any other request as given (`cpu`, `cuda:N`)."""
     if requested not in DEVICES and not requested.startswith("cuda:"):
         raise ValueError(f"device must be one of {DEVICES} or cuda:N, got {requested!r}")
-    if requested != "auto":
+    if requested not in ("auto", "cuda"):
         return requested
     from pyspark import TaskContext
 
@@ -65,6 +84,8 @@ def task_device(requested: str = "auto") -> str:
         gpu = context.resources().get("gpu")
         if gpu is not None and gpu.addresses:
             return f"cuda:{gpu.addresses[0]}"
+    if requested == "cuda":
+        return requested
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"

@@ -30,6 +30,8 @@ class ModelStage(Stage):
     batch_size: int = 256
     gpus: float = 1.0
 
+    operational = ("device", "batch_size", "gpus")
+
     def __post_init__(self):
         super().__post_init__()
         if self.device not in DEVICES and not self.device.startswith("cuda:"):
