@@ -33,10 +33,11 @@ setup(
         "safetensors",
         "scipy",
         "tokenizers",
+        "spacy",
     ],
     extras_require={
         "fasttext": ["fasttext-community"],
-        "test": ["pytest", "chispa", "segno", "datasketch", "fasttext-community"],
+        "test": ["pytest", "chispa", "segno", "datasketch", "fasttext-community", "datatrove"],
     },
     entry_points={"console_scripts": ["mmcurate=mmcurate.cli:main"]},
 )

@@ -1,4 +1,5 @@
-"""The `sample_counts`, `document_scores` and `paragraph_scores` tables: per-sample and per-text-item signals."""
+"""The `sample_counts`, `document_scores`, `paragraph_scores` and `web_quality_scores` tables: per-sample and
+per-text-item signals."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,8 +9,9 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mmcurate.annotate.text_signals import OBELICS_PUNCTUATION_MIN_WORDS, text_signals
+from mmcurate.annotate.web_quality import web_quality_signals
 from mmcurate.schema import document_texts, is_modality
-from mmcurate.stage import ITEM_KEY, SAMPLE_KEY, Stage, expand, row_udf
+from mmcurate.stage import ITEM_KEY, SAMPLE_KEY, Dependency, Stage, batch_size_conf, expand, row_udf
 
 TEXT_SIGNALS = T.StructType(
     [
@@ -154,3 +156,48 @@ class ParagraphScores(TextSignals):
 
     def compute(self, items: DataFrame) -> DataFrame:
         return expand(self.scope(items), self.key, self.signals(F.col("text_content")))
+
+
+_WEB_DOUBLES = ("gopher_mean_word_length", "gopher_hash_ratio", "gopher_ellipsis_ratio", "gopher_bullet_lines",
+                "gopher_end_ellipsis_lines", "gopher_alpha_words", "dup_para_frac", "dup_para_char_frac",
+                "dup_line_frac", "dup_line_char_frac", "top_2_gram_frac", "top_3_gram_frac", "top_4_gram_frac",
+                *[f"dup_{n}_gram_frac" for n in range(5, 11)], "fineweb_punct_lines", "fineweb_short_lines",
+                "fineweb_dup_line_chars", "fineweb_newline_words")
+WEB_QUALITY = T.StructType(
+    [T.StructField("gopher_words", T.LongType(), True), T.StructField("gopher_stop_words", T.IntegerType(), True)]
+    + [T.StructField(name, T.DoubleType(), True) for name in _WEB_DOUBLES]
+    + [T.StructField("c4_lorem_ipsum", T.BooleanType(), True), T.StructField("c4_curly_bracket", T.BooleanType(), True),
+       T.StructField("c4_sentences", T.IntegerType(), True), T.StructField("c4_kept_lines", T.IntegerType(), True)]
+)
+"""The columns of `web_quality.web_quality_signals`: Gopher quality and repetition, C4 and FineWeb (datatrove's
+definitions); ratios are null where their denominator is 0."""
+
+
+@dataclass(frozen=True)
+class WebQualityScores(Stage):
+    """`items` -> `web_quality_scores`: Gopher quality and repetition, C4 and FineWeb signals of each sample's
+    document text (text items joined by a blank line), as datatrove computes them (spaCy English words).
+
+    >>> scores = items.transform(WebQualityScores())   # then the gopher, c4 or fineweb recipe
+    """
+
+    batch_size: int = 64
+
+    name = table = "web_quality_scores"
+    input = "items"
+    key = SAMPLE_KEY
+    version = "1"
+    operational = ("batch_size",)
+    reads = _ITEM_READS
+    schema = T.StructType([T.StructField("sample_id", T.StringType(), False), *WEB_QUALITY.fields])
+    requires = (Dependency("spacy", "spacy"),)
+
+    @property
+    def spark_conf(self) -> dict[str, str]:
+        return batch_size_conf(self.batch_size)
+
+    def score(self, text) -> dict:
+        return web_quality_signals(text or "")
+
+    def compute(self, items: DataFrame) -> DataFrame:
+        return expand(document_texts(items), self.key, row_udf(WEB_QUALITY, self.score)(F.col("document")))
