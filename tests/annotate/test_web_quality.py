@@ -69,3 +69,18 @@ def test_each_document_is_kept_or_dropped_for_the_reason_datatrove_gives(documen
     assert not differ, f"{len(differ)} of {len(texts)} documents differ from datatrove: {differ}"
     dropped = sum(1 for reason in expected.values() if reason)
     assert 0 < dropped < len(texts)  # the corpus exercises both outcomes
+
+
+def test_paragraph_signals_are_the_document_signals_of_each_text_item(spark):
+    from mmcurate.annotate.text_scores import ParagraphWebQualityScores
+    from mmcurate.annotate.web_quality import web_quality_signals
+
+    texts = ["Lorem ipsum dolor sit amet, it is. Another one here now.", "Buy now!!!\nBuy now!!!\nBuy now!!!", ""]
+    items = spark.createDataFrame([("s", i, "text", t, None) for i, t in enumerate(texts)]
+                                  + [("s", 3, "image", None, "img")], ITEMS)
+    rows = {r.position: r.asDict() for r in items.transform(ParagraphWebQualityScores()).collect()}
+    assert set(rows) == {0, 1, 2}  # text items only
+    for position, text in enumerate(texts):
+        expected = web_quality_signals(text)
+        assert {k: rows[position][k] for k in expected} == pytest.approx(expected)
+    assert rows[0]["c4_lorem_ipsum"] and rows[1]["dup_line_frac"] == pytest.approx(2 / 3)

@@ -14,7 +14,13 @@ from mmcurate.annotate.image_scores import ImageScores
 from mmcurate.annotate.perplexity import DocumentPerplexity, TextPerplexity
 from mmcurate.annotate.quality import QualityScores
 from mmcurate.annotate.rewrite import Rewrites
-from mmcurate.annotate.text_scores import DocumentScores, ParagraphScores, SampleCounts, WebQualityScores
+from mmcurate.annotate.text_scores import (
+    DocumentScores,
+    ParagraphScores,
+    ParagraphWebQualityScores,
+    SampleCounts,
+    WebQualityScores,
+)
 from mmcurate.dedup.exact import (
     DocumentDuplicates,
     DocumentParagraphDuplicates,
@@ -28,7 +34,7 @@ from mmcurate.dedup.semantic import SemanticDuplicates
 from mmcurate.stage import Stage
 
 STAGES: dict[str, type[Stage]] = {cls.name: cls for cls in (
-    ImageScores, SampleCounts, DocumentScores, ParagraphScores, WebQualityScores,
+    ImageScores, SampleCounts, DocumentScores, ParagraphScores, WebQualityScores, ParagraphWebQualityScores,
     ImageCopies, SampleImageDuplicates, DocumentDuplicates, ParagraphDuplicates, DocumentParagraphDuplicates,
     NearDuplicateDocuments, NearDuplicateImages,
     ImageEmbeddings, TextEmbeddings, SampleEmbeddings, SemanticDuplicates, PairScores, ImageAlignment,

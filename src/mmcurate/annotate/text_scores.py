@@ -201,3 +201,20 @@ class WebQualityScores(Stage):
 
     def compute(self, items: DataFrame) -> DataFrame:
         return expand(document_texts(items), self.key, row_udf(WEB_QUALITY, self.score)(F.col("document")))
+
+
+@dataclass(frozen=True)
+class ParagraphWebQualityScores(WebQualityScores):
+    """`items` -> `paragraph_web_quality_scores`: the same signals per text item, for paragraph- or line-level
+    rules (e.g. drop a text item none of whose lines C4 keeps: `c4_kept_lines > 0` at the text level)."""
+
+    name = table = "paragraph_web_quality_scores"
+    key = ITEM_KEY
+    schema = T.StructType([T.StructField("sample_id", T.StringType(), False),
+                           T.StructField("position", T.IntegerType(), False), *WEB_QUALITY.fields])
+
+    def scope(self, items: DataFrame) -> DataFrame:
+        return items.where(is_modality("text"))
+
+    def compute(self, items: DataFrame) -> DataFrame:
+        return expand(self.scope(items), self.key, row_udf(WEB_QUALITY, self.score)(F.col("text_content")))
