@@ -15,7 +15,7 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterable, Iterator
 
 import pandas as pd
 from pyspark.sql import DataFrame
@@ -88,25 +88,43 @@ def train_quality_classifier(labelled: DataFrame, path: str, text: str = "docume
     """Train a fastText classifier on `labelled` (a boolean or 0/1 `label` column, a `text` column) and save it
     to `path`. The rows stream to a local training file (fastText trains on one machine: give it a labelled
     sample, not the corpus). Returns counts and the model's labels."""
-    import fasttext
-
     if text not in labelled.columns or label not in labelled.columns:
         raise ValueError(f"labelled rows need columns {text!r} and {label!r}; got {labelled.columns}")
     rows = labelled.select(F.col(text).alias("t"), F.col(label).cast("boolean").alias("y")).where(
         F.col("t").isNotNull() & F.col("y").isNotNull())
     counts = {True: 0, False: 0}
+
+    def lines():
+        for row in rows.toLocalIterator():
+            line = fasttext_line(row.t)
+            if line:
+                counts[row.y] += 1
+                yield f"{positive_label if row.y else negative_label} {line}"
+
+    def both_classes():
+        if not counts[True] or not counts[False]:
+            raise ValueError(f"need positive and negative rows with text; got {counts[True]} and {counts[False]}")
+
+    model = fit_fasttext(lines(), path, before_training=both_classes, epoch=epoch, lr=lr, word_ngrams=word_ngrams,
+                         dim=dim, min_count=min_count, seed=seed)
+    return {"positives": counts[True], "negatives": counts[False], "labels": list(model.labels), "path": path}
+
+
+def fit_fasttext(lines: Iterable[str], path: str, before_training: Callable[[], None] = lambda: None,
+                 epoch: int = 5, lr: float = 0.1, word_ngrams: int = 2, dim: int = 100, min_count: int = 1,
+                 seed: int = 0):
+    """Train a supervised fastText model on `lines` (`__label__x text`, streamed to a local file, one thread so
+    a seed reproduces it) and save it to `path`; `before_training` may refuse the data once it is written."""
+    import fasttext
+
     with tempfile.TemporaryDirectory() as tmp:
         train = os.path.join(tmp, "train.txt")
         with open(train, "w", encoding="utf-8") as f:
-            for row in rows.toLocalIterator():
-                line = fasttext_line(row.t)
-                if line:
-                    f.write(f"{positive_label if row.y else negative_label} {line}\n")
-                    counts[row.y] += 1
-        if not counts[True] or not counts[False]:
-            raise ValueError(f"need positive and negative rows with text; got {counts[True]} and {counts[False]}")
+            for line in lines:
+                f.write(line + "\n")
+        before_training()
         model = fasttext.train_supervised(train, epoch=epoch, lr=lr, wordNgrams=word_ngrams, dim=dim,
                                           minCount=min_count, seed=seed, thread=1, verbose=0)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     model.save_model(path)
-    return {"positives": counts[True], "negatives": counts[False], "labels": list(model.labels), "path": path}
+    return model

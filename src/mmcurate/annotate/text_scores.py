@@ -197,7 +197,7 @@ class WebQualityScores(Stage):
         return batch_size_conf(self.batch_size)
 
     def score(self, text) -> dict:
-        return web_quality_signals(text or "")
+        return web_quality_signals(text)
 
     def compute(self, items: DataFrame) -> DataFrame:
         return expand(document_texts(items), self.key, row_udf(WEB_QUALITY, self.score)(F.col("document")))

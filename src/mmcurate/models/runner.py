@@ -13,7 +13,6 @@ the task, else CUDA if present, else the CPU (`task_device`). GPU stages run und
 """
 from __future__ import annotations
 
-import os
 import threading
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
@@ -63,11 +62,6 @@ def _free_cuda_cache() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-
-def loads_in_this_process() -> dict:
-    """Model key -> times loaded here: what a test reads from inside a worker to prove models load once."""
-    return {"pid": os.getpid(), "loads": {repr(k): n for k, n in LOADS.items()}}
 
 
 def task_device(requested: str = "auto") -> str:

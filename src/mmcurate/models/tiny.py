@@ -47,19 +47,27 @@ def save_open_clip(path: str, embed_dim: int = 16, image_size: int = 32, seed: i
     return path
 
 
+def _byte_level_tokenizer(path: str, model_max_length: int, **special: str):
+    """A byte-level BPE tokenizer trained on the generated corpus, saved to `path` (`<|endoftext|>` is bos/eos)."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    tokens = dict(bos_token="<|endoftext|>", eos_token="<|endoftext|>", **special)
+    bpe.train_from_iterator(_corpus(), vocab_size=300, min_frequency=1, special_tokens=list(dict.fromkeys(tokens.values())))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, model_max_length=model_max_length, **tokens)
+    tokenizer.save_pretrained(path)
+    return tokenizer
+
+
 def save_gpt2(path: str, seed: int = 0) -> str:
     """A 2-layer GPT-2 and a byte-level BPE tokenizer trained on a small generated corpus (`save_pretrained`)."""
     import torch
-    from tokenizers import ByteLevelBPETokenizer
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+    from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(seed)
     os.makedirs(path, exist_ok=True)
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(_corpus(), vocab_size=300, min_frequency=1, special_tokens=["<|endoftext|>"])
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<|endoftext|>",
-                                        eos_token="<|endoftext|>", unk_token="<|endoftext|>", model_max_length=128)
-    tokenizer.save_pretrained(path)
+    tokenizer = _byte_level_tokenizer(path, 128, unk_token="<|endoftext|>")
     config = GPT2Config(vocab_size=len(tokenizer), n_positions=128, n_embd=32, n_layer=2, n_head=2,
                         bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)
     GPT2LMHeadModel(config).eval().save_pretrained(path, safe_serialization=True)
@@ -96,16 +104,11 @@ def save_hf_clip(path: str, seed: int = 0) -> str:
     """A transformers CLIPModel (the family NeMo Curator's CLIP filter loads) with a BPE tokenizer trained here
     and a CLIP image processor (`save_pretrained`)."""
     import torch
-    from tokenizers import ByteLevelBPETokenizer
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, PreTrainedTokenizerFast
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
 
     torch.manual_seed(seed)
     os.makedirs(path, exist_ok=True)
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(_corpus(), vocab_size=300, min_frequency=1, special_tokens=["<|endoftext|>", "<pad>"])
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<|endoftext|>",
-                                        eos_token="<|endoftext|>", pad_token="<pad>", model_max_length=77)
-    tokenizer.save_pretrained(path)
+    tokenizer = _byte_level_tokenizer(path, 77, pad_token="<pad>")
     config = CLIPConfig(
         text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
                      "vocab_size": len(tokenizer), "max_position_embeddings": 77,
@@ -152,19 +155,10 @@ def save_head(kind: str, path: str, width: int, seed: int = 0) -> str:
 
 def save_fasttext(path: str) -> str:
     """A supervised fastText classifier (`__label__hq` / `__label__cc`) trained on generated lines."""
-    import tempfile
+    from mmcurate.annotate.quality import fit_fasttext
 
-    import fasttext
-
-    lines = [f"__label__{'hq' if i % 2 else 'cc'} {text}" for i, text in enumerate(_corpus())]
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
-        f.write("\n".join(lines) + "\n")
-    try:
-        model = fasttext.train_supervised(f.name, epoch=2, dim=16, lr=0.5, seed=0, thread=1, verbose=0)
-    finally:
-        os.unlink(f.name)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    model.save_model(path)
+    fit_fasttext((f"__label__{'hq' if i % 2 else 'cc'} {text}" for i, text in enumerate(_corpus())), path,
+                 epoch=2, dim=16, lr=0.5)
     return path
 
 
