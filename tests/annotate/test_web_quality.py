@@ -84,3 +84,12 @@ def test_paragraph_signals_are_the_document_signals_of_each_text_item(spark):
         expected = web_quality_signals(text)
         assert {k: rows[position][k] for k in expected} == pytest.approx(expected)
     assert rows[0]["c4_lorem_ipsum"] and rows[1]["dup_line_frac"] == pytest.approx(2 / 3)
+
+
+def test_words_are_datatrove_words_on_tricky_text():
+    from datatrove.utils.text import split_into_words
+
+    from mmcurate.annotate.web_quality import words
+
+    for text in ("the IS_ALPHA flag is set", "Hello,   world... it's 3.5x (really)!\n\n- a bullet\t#tag …", ""):
+        assert words(text) == split_into_words(text)

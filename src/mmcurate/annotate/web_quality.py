@@ -57,7 +57,12 @@ def words(text: str) -> list[str]:
     nlp = _nlp()
     nlp.max_length = len(text) + 10
     with nlp.memory_zone():
-        tokens = [t.text.strip() for t in nlp.make_doc(text.replace("IS_ALPHA", "") if "IS_ALPHA" in text else text)]
+        try:
+            tokens = [t.text.strip() for t in nlp.make_doc(text)]
+        except Exception:  # spaCy fails on the literal "IS_ALPHA"; datatrove retries without it, so do we
+            if "IS_ALPHA" not in text:
+                raise
+            tokens = [t.text.strip() for t in nlp.make_doc(text.replace("IS_ALPHA", ""))]
     return [t for t in tokens if t]
 
 
