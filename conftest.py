@@ -110,4 +110,5 @@ def model_stage_params(tiny_models) -> dict:
         "nsfw_scores": {"model_path": tiny_models["nsfw"], "device": "cpu"},
         "text_perplexity": gpt2, "rewritten_texts": {**gpt2, "max_new_tokens": 4},
         "quality_scores": {"model_path": tiny_models["fasttext"]},
+        "text_tokens": {"model_path": tiny_models["gpt2"]},
     }

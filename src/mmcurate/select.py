@@ -124,10 +124,10 @@ class Rule:
 
     def columns(self) -> set[str]:
         """The bare words of the predicate and detail (lower case): the columns they may read."""
-        return _words(self.predicate) | (_words(self.detail) if self.detail else set())
+        return column_words(self.predicate) | (column_words(self.detail) if self.detail else set())
 
 
-def _words(expression: str) -> set[str]:
+def column_words(expression: str) -> set[str]:
     """Identifiers outside strings and comments that are not calls, and backquoted names, lower-cased."""
     found = set()
     for lexeme in _LEXEMES.finditer(expression):

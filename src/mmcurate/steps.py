@@ -21,11 +21,14 @@ from mmcurate.io.documents import ReaderOptions
 from mmcurate.io.ingest import IngestResult
 from mmcurate.io.ingest import ingest as parse
 from mmcurate.lakehouse import Lakehouse
+from mmcurate.mixing import Mix, MixError
+from mmcurate.mixing.plan import mixed_items, plan_mix
+from mmcurate.mixing.report import mix_report, plot_report
 from mmcurate.select import LEVEL_KEYS, Recipe, RecipeError, Selection, SignalTable
 from mmcurate.spark import session_conf
 from mmcurate.stage import Stage
 
-CORE_TABLES = ("items", "images", "quarantine", "curated_items", "drops")
+CORE_TABLES = ("items", "images", "quarantine", "curated_items", "drops", "mix_samples", "mix_report")
 """Tables the steps own; every other table with a recorded key is a signal table recipes can read."""
 
 StageSpec = Union[Stage, str, Mapping[str, Any]]
@@ -215,9 +218,9 @@ def stages_for(recipe: Union[Recipe, str], configured: Iterable[Stage] = ()) -> 
     return [configured.get(name) or cls() for name, cls in STAGES.items() if name in needed]
 
 
-def signal_tables(lake: Lakehouse, recipe: Optional[Recipe] = None) -> list[SignalTable]:
-    """Every lakehouse table a recipe can join: those an annotate stage recorded a key for, and those
-    the recipe names with their key (`tables:` in its YAML)."""
+def signal_tables(lake: Lakehouse, recipe: Optional[Union[Recipe, Mix]] = None) -> list[SignalTable]:
+    """Every lakehouse table a recipe (or a mix) can join: those an annotate stage recorded a key for, and those
+    it names with their key (`tables:` in its YAML)."""
     named = dict(recipe.tables) if recipe else {}
     present = set(lake.tables())
     missing = sorted(set(named) - present)
@@ -256,6 +259,40 @@ def select(lake: Lakehouse, recipe: Union[Recipe, str], curated_table: str = "cu
         selection.unpersist()
     drops = lake.read("drops").where(F.col("recipe") == recipe.name)
     return replace(selection, curated=lake.read(curated_table), drops=drops, summary=summary)
+
+
+@dataclass(frozen=True)
+class Mixed:
+    """What `mix` wrote: this mix's rows of `mix_samples` and `mix_report`, and the report's totals."""
+
+    samples: DataFrame
+    report: DataFrame
+    totals: dict
+    chart: Optional[str] = None
+
+
+def mix(lake: Lakehouse, spec: Union[Mix, str], chart: Optional[str] = None) -> Mixed:
+    """Apply a mix to its curated table: replace this mix's rows of `mix_samples` (one per sample or part, with
+    its repeats) and `mix_report` (per bucket, before and after); other mixes' rows stay. `chart`: a PNG
+    path for the report's chart. The commits record the mix and the versions of the tables read."""
+    spec = spec if isinstance(spec, Mix) else Mix.from_yaml(spec)
+    if not lake.exists(spec.table):
+        raise MixError(f"mix {spec.name!r} draws from table {spec.table!r}, which the lakehouse lacks "
+                       f"(run `mmcurate select` first, or set table: in the mix)")
+    tables = signal_tables(lake, spec)
+    read = {name: lake.version(name) for name in [spec.table, "images", *(t.name for t in tables)]}
+    info = {"step": "mix", "mix": spec.name, "mix_version": spec.version, "table": spec.table, "read": read}
+    planned = plan_mix(spec, lake.read(spec.table, version=read[spec.table]),
+                       lake.read("images", version=read["images"]), tables)
+    lake.write(planned, "mix_samples", mode="overwrite", replace_where={"mix": spec.name}, commit_info=info)
+    samples = lake.read("mix_samples").where(F.col("mix") == spec.name)
+    lake.write(mix_report(samples, spec.dimensions), "mix_report", mode="overwrite",
+               replace_where={"mix": spec.name}, commit_info=info)
+    report = lake.read("mix_report").where(F.col("mix") == spec.name)
+    rows = [row.asDict() for row in report.collect()]  # one row per bucket
+    totals = next((r for r in rows if r["dimension"] == "total"), {})
+    return Mixed(samples, report, {k: v for k, v in totals.items() if k not in ("mix", "dimension", "bucket")},
+                 plot_report(rows, chart) if chart else None)
 
 
 def merge_image_duplicates(lake: Lakehouse, table: str = "items", out: str = "merged_items") -> dict:

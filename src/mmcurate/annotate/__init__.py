@@ -8,12 +8,14 @@ from __future__ import annotations
 from typing import Any, Mapping, Optional
 
 from mmcurate.annotate.alignment import ImageAlignment, PairScores
+from mmcurate.annotate.clusters import Clusters, ClusterSummary
 from mmcurate.annotate.embeddings import ImageEmbeddings, SampleEmbeddings, TextEmbeddings
 from mmcurate.annotate.heads import AestheticScores, NsfwScores
 from mmcurate.annotate.image_scores import ImageScores
 from mmcurate.annotate.perplexity import DocumentPerplexity, TextPerplexity
 from mmcurate.annotate.quality import QualityScores
 from mmcurate.annotate.rewrite import Rewrites
+from mmcurate.annotate.text_tokens import TextTokenCounts
 from mmcurate.annotate.text_scores import (
     DocumentScores,
     ParagraphScores,
@@ -37,8 +39,10 @@ STAGES: dict[str, type[Stage]] = {cls.name: cls for cls in (
     ImageScores, SampleCounts, DocumentScores, ParagraphScores, WebQualityScores, ParagraphWebQualityScores,
     ImageCopies, SampleImageDuplicates, DocumentDuplicates, ParagraphDuplicates, DocumentParagraphDuplicates,
     NearDuplicateDocuments, NearDuplicateImages,
-    ImageEmbeddings, TextEmbeddings, SampleEmbeddings, SemanticDuplicates, PairScores, ImageAlignment,
+    ImageEmbeddings, TextEmbeddings, SampleEmbeddings, SemanticDuplicates, Clusters, ClusterSummary,
+    PairScores, ImageAlignment,
     AestheticScores, NsfwScores, TextPerplexity, DocumentPerplexity, QualityScores, Rewrites,
+    TextTokenCounts,
 )}
 """Every catalogued stage by name; a stage that reads another stage's table comes after it."""
 

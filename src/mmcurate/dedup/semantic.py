@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mmcurate.stage import SAMPLE_KEY, Stage
-from mmcurate.vectors import dot, unit
+from mmcurate.vectors import dot, kmeans, unit
 
 
 @dataclass(frozen=True)
@@ -60,9 +60,6 @@ class SemanticDuplicates(Stage):
             raise ValueError(f"n_clusters must be >= 1, got {self.n_clusters}")
 
     def compute(self, embeddings: DataFrame) -> DataFrame:
-        from pyspark.ml.clustering import KMeans
-        from pyspark.ml.functions import array_to_vector
-
         if self.column not in embeddings.columns:
             raise ValueError(f"{self.input} has no column {self.column!r}; columns: {embeddings.columns}")
         vectors = embeddings.where(F.col(self.column).isNotNull()).select(
@@ -73,19 +70,7 @@ class SemanticDuplicates(Stage):
         else:
             vectors = vectors.withColumn("_first", F.col("sample_id"))
         representatives = vectors.where(F.col("sample_id") == F.col("_first")).select("sample_id", "v").localCheckpoint()
-        n = representatives.count()
-        k = max(1, min(self.n_clusters, n))
-        if k == 1:  # Spark's KMeans needs k >= 2; one cluster's centroid is the mean
-            clustered = representatives.withColumn("cluster", F.lit(0))
-            sums = representatives.select(F.posexplode("v")).groupBy("pos").agg(F.sum("col").alias("x"))
-            centers = sums.agg(unit(F.transform(F.array_sort(F.collect_list(F.struct("pos", "x"))),
-                                                lambda e: e["x"])).alias("_center")).withColumn("cluster", F.lit(0))
-        else:
-            model = KMeans(k=k, seed=self.seed, maxIter=self.max_iterations, featuresCol="features",
-                           predictionCol="cluster").fit(
-                representatives.select("sample_id", array_to_vector("v").alias("features")))
-            clustered = model.transform(representatives.select("sample_id", "v", array_to_vector("v").alias("features")))
-            centers = self.spark_centers(model, embeddings)
+        clustered, centers = kmeans(representatives, self.n_clusters, self.seed, self.max_iterations)
         ranked = (clustered.join(centers, "cluster")
                   .withColumn("_distance", F.lit(1.0) - dot(F.col("v"), F.col("_center")))
                   .withColumn("rank", F.row_number().over(
@@ -109,13 +94,6 @@ class SemanticDuplicates(Stage):
             F.when(copy, F.lit(1.0)).otherwise(F.coalesce("_best", F.lit(-1.0))).alias("semantic_max_similarity"),
             copy.alias("semantic_exact_copy"),
         )
-
-    @staticmethod
-    def spark_centers(model, like: DataFrame) -> DataFrame:
-        """The k centroids (k rows: small whatever the data) as a (cluster, unit vector) DataFrame."""
-        rows = [(i, [float(x) for x in c]) for i, c in enumerate(model.clusterCenters())]
-        centers = like.sparkSession.createDataFrame(rows, "cluster int, c array<double>")
-        return centers.select("cluster", unit(F.col("c")).alias("_center"))
 
 
 def calibrate_eps(table: DataFrame, target_fraction: float) -> tuple[float, float]:

@@ -174,9 +174,11 @@ def save_all(root: str) -> str:
         {"stage": "image_embeddings", "model_path": clip, **cpu},
         {"stage": "text_embeddings", "model_path": clip, **cpu},
         {"stage": "pair_scores"}, {"stage": "image_alignment"}, {"stage": "sample_embeddings"},
+        {"stage": "clusters", "n_clusters": 4}, {"stage": "cluster_summary"},
         {"stage": "aesthetic_scores", "model_path": save_head("aesthetic", os.path.join(root, "aesthetic.safetensors"), 16), **cpu},
         {"stage": "nsfw_scores", "model_path": save_head("nsfw", os.path.join(root, "nsfw.safetensors"), 16), **cpu},
         {"stage": "text_perplexity", "model_path": gpt2, **cpu}, {"stage": "document_perplexity"},
+        {"stage": "text_tokens", "model_path": gpt2},
         {"stage": "quality_scores", "model_path": save_fasttext(os.path.join(root, "quality.bin"))},
     ]
     path = os.path.join(root, "annotate.yaml")
