@@ -125,6 +125,23 @@ def cmd_select(args) -> int:
     return 0
 
 
+def cmd_mix(args) -> int:
+    from mmcurate import steps
+    from mmcurate.mixing import Mix, MixError
+
+    try:
+        spec = Mix.from_yaml(args.mix)  # a malformed mix fails before Spark starts
+        mixed = steps.mix(_lakehouse(args), spec, chart=args.chart)
+    except MixError as e:
+        print(f"mix: {e}", file=sys.stderr)
+        return 2
+    print(f"mix {spec.name} version {spec.version}")
+    mixed.report.orderBy("dimension", "bucket").drop("mix").show(200, truncate=False)
+    if mixed.chart:
+        print(f"chart: {mixed.chart}")
+    return 0
+
+
 def cmd_merge(args) -> int:
     from mmcurate import steps
 
@@ -140,8 +157,10 @@ def cmd_export(args) -> int:
         options["rows_per_file"] = args.rows_per_file
     else:
         options.update(samples_per_shard=args.samples_per_shard, shard_bytes=args.shard_bytes, prefix=args.prefix,
-                       seed=args.seed)
-    manifest = steps.export(_lakehouse(args), args.out, format=args.format, table=args.table, **options)
+                       seed=args.seed, resume=args.resume)
+        if args.shuffle is not None:
+            options["shuffle"] = args.shuffle
+    manifest = steps.export(_lakehouse(args), args.out, format=args.format, table=args.table, mix=args.mix, **options)
     if manifest is None:
         print(f"wrote NeMo interleaved Parquet to {args.out}")
     else:
@@ -188,9 +207,10 @@ def cmd_train_quality(args) -> int:
 
 
 COMMANDS: dict[str, tuple[Callable, str]] = {
-    "demo": (cmd_demo, "run ingest -> annotate -> select -> WebDataset export on the packaged sample data"),
+    "demo": (cmd_demo, "run ingest -> annotate -> select -> mix -> WebDataset export on the packaged sample data"),
     "annotate": (cmd_annotate, "compute signal tables (only for keys they lack): --stages, --config or --recipe"),
     "select": (cmd_select, "apply a recipe to items and signal tables; write curated_items and its drops ledger rows"),
+    "mix": (cmd_mix, "decide what trains and how often (shares, deciles, clusters, repeats, token budgets); report it"),
     "merge": (cmd_merge, "merge samples that share their images into one sample keeping every text"),
     "export": (cmd_export, "write a table of items (curated_items by default) as WebDataset shards or Parquet"),
     "ingest": (cmd_ingest, "read source files into the lakehouse's items, images and quarantine tables"),
@@ -234,6 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", required=True, help="packaged recipe (nemo_default, obelics) or a YAML path")
     p.add_argument("--curated-table", default="curated_items", help="table the kept items go to")
 
+    p = sub.add_parser("mix", parents=[common], help=COMMANDS["mix"][1])
+    p.add_argument("--mix", required=True, help="packaged mix (balanced, quality_epochs) or a YAML path")
+    p.add_argument("--chart", default=None, help="write the report's chart to this PNG")
+
     p = sub.add_parser("merge", parents=[common], help=COMMANDS["merge"][1])
     p.add_argument("--table", default="items", help="items table to merge")
     p.add_argument("--out", default="merged_items", help="table the merged items go to")
@@ -247,6 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows-per-file", type=int, default=None, help="Parquet: rows per output file")
     p.add_argument("--prefix", default="shard")
     p.add_argument("--seed", type=int, default=None, help="reshuffles which shard a sample lands in")
+    p.add_argument("--mix", default=None, help="export this mix's training set (repeats, shuffled) instead of --table")
+    p.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=None,
+                   help="order samples inside each shard by a seeded hash (default: on for --mix)")
+    p.add_argument("--resume", action="store_true", help="keep the finished shards of an interrupted export")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON lines")
 

@@ -311,20 +311,60 @@ def merge_image_duplicates(lake: Lakehouse, table: str = "items", out: str = "me
 
 
 def export(
-    lake: Lakehouse, out: str, format: str = "webdataset", table: str = "curated_items", **options: Any
+    lake: Lakehouse, out: str, format: str = "webdataset", table: str = "curated_items", mix: Optional[str] = None,
+    **options: Any,
 ) -> Optional[DataFrame]:
     """Write `table`'s items with their image bytes as WebDataset shards (returns the manifest) or NeMo Parquet.
 
-    options go to `write_webdataset` (samples_per_shard, shard_bytes, prefix, seed, overwrite) or
-    `write_parquet` (rows_per_file, overwrite).
+    mix: export that mix's training set instead (WebDataset only): the parts that train, each `repeats`
+    times, shuffled across and within shards (seeded), from the table version the mix read. The
+    shards' `manifest.json` records the lineage: the recipe that made the table, the mix, every
+    table version read and the token totals. options go to `write_webdataset` (samples_per_shard,
+    shard_bytes, prefix, seed, shuffle, resume, overwrite) or `write_parquet` (rows_per_file, overwrite).
     """
     from mmcurate.io.parquet_writer import write_parquet
     from mmcurate.io.webdataset_writer import write_webdataset
 
-    items, images = lake.read(table), lake.read("images")
+    if format not in ("webdataset", "parquet"):
+        raise ValueError(f"format must be 'webdataset' or 'parquet', got {format!r}")
+    if mix is not None:
+        if format != "webdataset":
+            raise ValueError("a mix is exported as WebDataset (its repeats are copies of samples)")
+        mixed = _mix_record(lake, mix)
+        table, version = mixed["table"], mixed["read"][mixed["table"]]
+        samples = lake.read("mix_samples").where(F.col("mix") == mix)
+        items, repeats = mixed_items(lake.read(table, version=version), samples)
+        options = {"shuffle": True, **options}
+    else:
+        version = lake.version(table)
+        items, repeats = lake.read(table, version=version), None
+    images_version = lake.version("images")
+    images = lake.read("images", version=images_version)
     if format == "parquet":
         write_parquet(items, images, out, **options)
         return None
-    if format != "webdataset":
-        raise ValueError(f"format must be 'webdataset' or 'parquet', got {format!r}")
-    return write_webdataset(items, images, out, **options)
+    lineage = {"table": table, "versions": {table: version, "images": images_version},
+               "selected_by": _select_record(lake, table)}
+    if mix is not None:
+        lineage["mix"] = {k: mixed[k] for k in ("mix", "mix_version", "read")}
+        lineage["versions"]["mix_samples"] = lake.version("mix_samples")
+        totals = lake.read("mix_report").where((F.col("mix") == mix) & (F.col("dimension") == "total")).first()
+        lineage["tokens"] = {k: totals[k] for k in ("samples_after", "text_tokens_after", "images_after",
+                                                      "image_tokens_after")}
+    return write_webdataset(items, images, out, repeats=repeats, lineage=lineage, **options)
+
+
+def _mix_record(lake: Lakehouse, mix: str) -> dict:
+    """What the newest `mix` commit of this mix recorded (table, versions read); an error if it never ran."""
+    for _, info in lake.commit_infos("mix_samples") if lake.exists("mix_samples") else []:
+        if info.get("step") == "mix" and info.get("mix") == mix:
+            return info
+    raise MixError(f"no mix named {mix!r} in this lakehouse: run `mmcurate mix --mix {mix}` first")
+
+
+def _select_record(lake: Lakehouse, table: str) -> Optional[dict]:
+    """The recipe, its version and the table versions of the `select` that last wrote `table`, if one did."""
+    for _, info in lake.commit_infos(table):
+        if info.get("step") == "select":
+            return {k: info.get(k) for k in ("recipe", "recipe_version", "read")}
+    return None
