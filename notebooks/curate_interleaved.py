@@ -4,7 +4,7 @@
 # MAGIC
 # MAGIC Ingest MINT-1T / OBELICS / MMC4 / NeMo data into Delta tables, annotate signal tables (every unique
 # MAGIC image decoded once, only new data on a rerun), select with a recipe of SQL predicates (with a ledger
-# MAGIC of every drop), and export WebDataset shards. Set the widgets, then run all. With the defaults it runs on the sample data
+# MAGIC of every drop), mix (shares, repeats, token budgets) and export the training set as WebDataset shards. Set the widgets, then run all. With the defaults it runs on the sample data
 # MAGIC shipped inside the package.
 
 # COMMAND ----------
@@ -19,9 +19,10 @@ dbutils.widgets.text("lakehouse", "/tmp/mmcurate/lake", "Lakehouse root (path, U
 dbutils.widgets.text("input", demo_shards(), "Input files or folder")  # noqa: F821
 dbutils.widgets.dropdown("format", "webdataset", ["webdataset", "documents", "mmc4", "nemo_parquet"], "Format")  # noqa: F821
 dbutils.widgets.text("recipe", "nemo_default", "Recipe (packaged name or YAML path)")  # noqa: F821
+dbutils.widgets.text("mix", "balanced", "Mix (packaged name or YAML path)")  # noqa: F821
 dbutils.widgets.text("export", "/tmp/mmcurate/webdataset", "Export folder")  # noqa: F821
 
-params = {name: dbutils.widgets.get(name) for name in ("lakehouse", "input", "format", "recipe", "export")}  # noqa: F821
+params = {name: dbutils.widgets.get(name) for name in ("lakehouse", "input", "format", "recipe", "mix", "export")}  # noqa: F821
 params
 
 # COMMAND ----------
@@ -91,9 +92,26 @@ display(steps.select(lake, stricter, curated_table="curated_items_strict").summa
 
 # COMMAND ----------
 
-# MAGIC %md ## 5. Export WebDataset shards (MINT-1T / NeMo layout)
+# MAGIC %md ## 5. Mix
+# MAGIC What trains and how often: shares by kind (text-only : multimodal), deciles, source and cluster
+# MAGIC weights, repeats, token budgets and sequence limits. `mix_samples` says for every sample how many
+# MAGIC times it trains (and why not, when 0); `mix_report` sums it per bucket, before and after.
 
 # COMMAND ----------
 
-manifest = steps.export(lake, params["export"], table="curated_items", shard_bytes=512 * 2**20, overwrite=True)
+from mmcurate.mixing import Mix
+
+mix = Mix.from_yaml(params["mix"])
+mixed = steps.mix(lake, mix)
+display(mixed.report.orderBy("dimension", "bucket"))  # noqa: F821
+
+# COMMAND ----------
+
+# MAGIC %md ## 6. Export the training set (MINT-1T / NeMo WebDataset layout)
+# MAGIC Repeats become copies, shuffled across and within shards; `manifest.json` beside the shards holds the
+# MAGIC lineage (recipe, mix, table versions, token totals) and `lineage/` maps each sample to its source.
+
+# COMMAND ----------
+
+manifest = steps.export(lake, params["export"], mix=mix.name, shard_bytes=512 * 2**20, overwrite=True)
 display(manifest)  # noqa: F821

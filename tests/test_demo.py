@@ -28,10 +28,18 @@ def test_demo_runs_end_to_end_and_accounts_for_everything(spark, tmp_path, capsy
     assert items.count() == deduplicated.count() + dedup_drops.count()
 
     shards = sorted(Path(tmp_path / "webdataset").glob("*.tar"))
-    assert shards and sum(r["n_samples"] for r in report["shards"]) == report["curated_samples"] > 0
+    assert shards
+    # the mixed training set: every curated sample (or part of one) trains, as many times as the mix says
+    mixed = report["mix"]
+    assert mixed["samples_before"] >= report["curated_samples"] > 0
+    assert sum(r["n_samples"] for r in report["shards"]) == mixed["samples_after"] > 0
+    assert Path(mixed["chart"]).stat().st_size > 0
     with tarfile.open(shards[0]) as tar:
         names = tar.getnames()
     assert any(n.endswith(".json") for n in names)
+    lineage = json.loads((tmp_path / "webdataset" / "manifest.json").read_text())["lineage"]
+    assert lineage["selected_by"]["recipe"] == "nemo_default" and lineage["mix"]["mix"] == "balanced"
+    assert lineage["tokens"]["samples_after"] == mixed["samples_after"]
 
     # a rerun reuses the ingest (idempotent commits) and gives the same curated set
     assert main(["demo", "--out", str(tmp_path)]) == 0

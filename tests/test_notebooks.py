@@ -42,5 +42,6 @@ def test_curate_notebook_runs_on_the_demo_data(spark, tmp_path):
     for cell in code_cells(NOTEBOOKS / "curate_interleaved.py"):
         exec(compile(cell, "curate_interleaved.py", "exec"), namespace)  # the notebook's own code
     assert namespace["summary"]["documents"] == 59
-    assert len(shown) == 5 and all(n > 0 for n in shown)
+    assert len(shown) == 6 and all(n > 0 for n in shown)
     assert sorted(p.name for p in (tmp_path / "wds").glob("*.tar"))
+    assert (tmp_path / "wds" / "manifest.json").is_file()

@@ -1,7 +1,7 @@
 """The end-to-end demo on the sample data shipped inside the package.
 
 Real OpenCV tutorial pages with their images, in MINT-1T/NeMo WebDataset layout (two members are
-deliberately bad), go through ingest -> annotate -> select -> WebDataset export.
+deliberately bad), go through ingest -> annotate -> select -> mix -> WebDataset export of the training set.
 """
 from __future__ import annotations
 
@@ -17,13 +17,15 @@ def demo_shards() -> str:
     return str(resources.files("mmcurate") / "demo_data" / "wds")
 
 
-def run_demo(out: str, spark: Optional[SparkSession] = None, recipe: str = "nemo_default") -> dict:
+def run_demo(out: str, spark: Optional[SparkSession] = None, recipe: str = "nemo_default", mix: str = "balanced") -> dict:
     """Build a lakehouse under `out/lake` from the demo shards, annotate what `recipe` and `dedup_exact`
     read, run exact dedup (into `deduplicated_items`, its drops in the ledger) and `recipe` (into
-    `curated_items`), and export the curated samples to `out/webdataset`. A rerun reuses the ingest
-    (idempotent commits) and the signal tables (nothing new to annotate)."""
+    `curated_items`), apply `mix` to the curated samples (its report chart in `out/mix_report.png`) and
+    export the mixed training set to `out/webdataset`. A rerun reuses the ingest (idempotent commits)
+    and the signal tables (nothing new to annotate)."""
     from mmcurate import steps
     from mmcurate.lakehouse import Lakehouse
+    from mmcurate.mixing import Mix
     from mmcurate.spark import get_spark
 
     lake = Lakehouse.open(spark or get_spark(), os.path.join(out, "lake"))
@@ -31,7 +33,10 @@ def run_demo(out: str, spark: Optional[SparkSession] = None, recipe: str = "nemo
     annotated = steps.annotate(lake, steps.stages_for(recipe) + steps.stages_for("dedup_exact"))
     dedup = steps.select(lake, "dedup_exact", curated_table="deduplicated_items")  # its drops sit beside the recipe's
     selection = steps.select(lake, recipe)
-    manifest = steps.export(lake, os.path.join(out, "webdataset"), samples_per_shard=25, overwrite=True)
+    spec = Mix.from_yaml(mix)
+    mixed = steps.mix(lake, spec, chart=os.path.join(out, "mix_report.png"))
+    manifest = steps.export(lake, os.path.join(out, "webdataset"), mix=spec.name,
+                            samples_per_shard=25, seed=0, overwrite=True)
     return {
         "ingested": ingested,
         "annotated": [a.as_dict() for a in annotated],
@@ -39,6 +44,7 @@ def run_demo(out: str, spark: Optional[SparkSession] = None, recipe: str = "nemo
         "quarantine": {r.reason: r["count"] for r in lake.read("quarantine").groupBy("reason").count().collect()},
         "selection": [row.asDict() for row in selection.summary.collect()],
         "curated_samples": selection.curated.where("position = -1").count(),
+        "mix": {"name": spec.name, **mixed.totals, "chart": mixed.chart},
         "shards": [row.asDict() for row in manifest.collect()],
         "lakehouse": lake.location("items").rsplit("/", 1)[0],
     }

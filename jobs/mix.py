@@ -1,0 +1,11 @@
+"""spark-submit entry point: apply a mix to a curated table; write mix_samples and mix_report (and a chart).
+
+    spark-submit jobs/mix.py --lakehouse /data/lake --mix balanced --chart /dbfs/reports/mix.png
+    spark-submit jobs/export.py --lakehouse /data/lake --mix balanced --out s3://bucket/train --shard-bytes 1000000000
+"""
+import sys
+
+from mmcurate.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["mix", *sys.argv[1:]]))
