@@ -52,10 +52,21 @@ def test_model_stages_from_a_config_then_a_recipe_over_them(spark, tmp_path, tes
     assert main(["annotate", "--config", str(config), "--lakehouse", lake]) == 0
     done = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [d["stage"] for d in done] == [
-        "image_embeddings", "text_embeddings", "sample_embeddings", "pair_scores", "image_alignment",
-        "aesthetic_scores", "nsfw_scores", "text_perplexity", "document_perplexity", "quality_scores"]
+        "image_embeddings", "text_embeddings", "sample_embeddings", "clusters", "cluster_summary", "pair_scores",
+        "image_alignment", "aesthetic_scores", "nsfw_scores", "text_perplexity", "document_perplexity",
+        "quality_scores", "text_tokens"]
     assert all(d["action"] == "overwrite" and d["rows_added"] > 0 for d in done)
     assert main(["select", "--recipe", "clip_alignment", "--lakehouse", lake]) == 0
+    # the model-scored mix: deciles, quality epochs, tokenizer counts; then its training set
+    assert main(["mix", "--mix", "quality_epochs", "--chart", str(tmp_path / "mix.png"), "--lakehouse", lake]) == 0
+    assert "chart: " in capsys.readouterr().out and (tmp_path / "mix.png").stat().st_size > 0
+    mixed = Lakehouse.open(spark, lake).read("mix_samples").collect()
+    assert {r.decile for r in mixed} <= {str(d) for d in range(1, 11)} and all(r.tokens > 0 for r in mixed)
+    assert all((r.repeats == 0) == (r.reason is not None) for r in mixed)
+    assert main(["export", "--mix", "quality_epochs", "--out", str(tmp_path / "train"), "--lakehouse", lake]) == 0
+    manifest = json.loads((tmp_path / "train" / "manifest.json").read_text())
+    assert manifest["totals"]["samples"] == sum(r.repeats for r in mixed)
+    assert main(["mix", "--mix", str(tmp_path / "missing.yaml"), "--lakehouse", lake]) == 2
     assert main(["annotate", "--recipe", "mmc4", "--lakehouse", lake]) == 2
     assert "need parameters: image_embeddings (model_path)" in capsys.readouterr().err
 

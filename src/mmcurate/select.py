@@ -15,11 +15,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import reduce
-from importlib.resources import files
 from pathlib import Path
 from typing import Iterable, Optional
 
-import yaml
 from pyspark import StorageLevel
 from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, Window
@@ -27,6 +25,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mmcurate.annotate.text_scores import whitespace_words
+from mmcurate.packaged import load_spec, packaged_names
 from mmcurate.schema import is_modality, renumber_positions, require_columns, valid_item
 from mmcurate.stage import IMAGE_KEY, ITEM_KEY, SAMPLE_KEY
 
@@ -69,7 +68,6 @@ KEPT = T.StructType(
 texts (Python's `str.split()`), and NeMo's image-to-text ratio over them (`kept_images / max(kept_words, 1)`)."""
 KEPT_SOURCE = "kept counts"
 
-_RECIPES = files("mmcurate") / "recipes"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RULE_KEYS = {"name", "level", "predicate", "detail", "description", "source"}
 _RECIPE_KEYS = {"name", "version", "description", "rules", "tables"}
@@ -212,18 +210,7 @@ class Recipe:
     @classmethod
     def from_yaml(cls, source: str | Path) -> "Recipe":
         """Load a recipe from a YAML file, or a packaged one by name (see `packaged_recipes()`)."""
-        path = Path(source)
-        if path.is_file():
-            text = path.read_text(encoding="utf-8")
-        elif str(source) in packaged_recipes():
-            text = (_RECIPES / f"{source}.yaml").read_text(encoding="utf-8")
-        else:
-            raise RecipeError(f"no recipe file {str(source)!r} and no packaged recipe of that name; "
-                              f"packaged: {packaged_recipes()}")
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise RecipeError(f"recipe {str(source)!r} is not valid YAML: {e}") from e
+        data = load_spec(source, "recipes", "recipe", RecipeError)
         return cls.from_dict(data)
 
     @classmethod
@@ -360,7 +347,7 @@ class Recipe:
 
 def packaged_recipes() -> list[str]:
     """Names of the recipes shipped in mmcurate/recipes."""
-    return sorted(p.name[: -len(".yaml")] for p in _RECIPES.iterdir() if p.name.endswith(".yaml"))
+    return packaged_names("recipes")
 
 
 def _no_unknown_keys(data: dict, allowed: set[str], where: str) -> None:

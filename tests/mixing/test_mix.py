@@ -191,3 +191,11 @@ def test_a_mix_reading_a_missing_table_names_the_stage(lake):
         Mix.from_dict({"name": "m", "version": "1", "kinds": {"text_only": 1}, "shares": {}})
     with pytest.raises(MixError, match="overlap"):
         Mix.from_dict({"name": "m", "version": "1", "kinds": {"multimodal": 1, "caption": 1}})
+
+
+def test_packaged_mixes_load():
+    from mmcurate.mixing import packaged_mixes
+
+    assert packaged_mixes() == ["balanced", "quality_epochs"]
+    assert Mix.from_yaml("balanced").kinds == {"text_only": 1.0, "multimodal": 3.0}
+    assert Mix.from_yaml("quality_epochs").dimensions == ["kind", "decile"]

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from importlib.resources import files
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-import yaml
-
 from mmcurate.mixing.tokens import ImageTokens, TextTokens
+from mmcurate.packaged import load_spec, packaged_names
 
 KINDS = ("text_only", "caption", "interleaved")
 """Sample kinds: no image; one image and at most one text; images with more text (or several images)."""
@@ -26,7 +24,6 @@ SHARE_BY = ("samples", "tokens")
 OVER_SEQUENCE = ("split", "drop")
 SEQUENCE_COUNTS = ("all", "image")
 
-_MIXES = files("mmcurate") / "mixes"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -134,17 +131,7 @@ class Mix:
     @classmethod
     def from_yaml(cls, source: str | Path) -> "Mix":
         """Load a mix from a YAML file, or a packaged one by name (`packaged_mixes()`)."""
-        path = Path(source)
-        if path.is_file():
-            text = path.read_text(encoding="utf-8")
-        elif str(source) in packaged_mixes():
-            text = (_MIXES / f"{source}.yaml").read_text(encoding="utf-8")
-        else:
-            raise MixError(f"no mix file {str(source)!r} and no packaged mix of that name; packaged: {packaged_mixes()}")
-        try:
-            return cls.from_dict(yaml.safe_load(text))
-        except yaml.YAMLError as e:
-            raise MixError(f"mix {str(source)!r} is not valid YAML: {e}") from e
+        return cls.from_dict(load_spec(source, "mixes", "mix", MixError))
 
     @classmethod
     def from_dict(cls, data: Any) -> "Mix":
@@ -188,7 +175,7 @@ class Mix:
 
 def packaged_mixes() -> list[str]:
     """Names of the mixes shipped in mmcurate/mixes."""
-    return sorted(p.name[: -len(".yaml")] for p in _MIXES.iterdir() if p.name.endswith(".yaml"))
+    return packaged_names("mixes")
 
 
 def _keys(data: Mapping, allowed: set[str], where: str) -> None:
