@@ -349,8 +349,8 @@ def export(
         lineage["mix"] = {k: mixed[k] for k in ("mix", "mix_version", "read")}
         lineage["versions"]["mix_samples"] = lake.version("mix_samples")
         totals = lake.read("mix_report").where((F.col("mix") == mix) & (F.col("dimension") == "total")).first()
-        lineage["tokens"] = {k: totals[k] for k in ("samples_after", "text_tokens_after", "images_after",
-                                                      "image_tokens_after")}
+        lineage["tokens"] = {k: totals[k] if totals else 0 for k in (
+            "samples_after", "text_tokens_after", "images_after", "image_tokens_after")}
     return write_webdataset(items, images, out, repeats=repeats, lineage=lineage, **options)
 
 

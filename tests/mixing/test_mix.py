@@ -199,3 +199,13 @@ def test_packaged_mixes_load():
     assert packaged_mixes() == ["balanced", "quality_epochs"]
     assert Mix.from_yaml("balanced").kinds == {"text_only": 1.0, "multimodal": 3.0}
     assert Mix.from_yaml("quality_epochs").dimensions == ["kind", "decile"]
+
+
+def test_unlisted_kinds_are_excluded_and_counts_add_up(lake):
+    mixed, rows = run(lake, kinds={"multimodal": 1}, budget={"samples": 4500})
+    reasons = {}
+    for r in rows.values():
+        reasons[(r["kind"], r["reason"])] = reasons.get((r["kind"], r["reason"]), 0) + 1
+    assert reasons[("text_only", "kind_excluded")] == 3000
+    assert sum(r["repeats"] for r in rows.values()) == 4500  # the sample budget, drawn exactly
+    assert sum(reasons.values()) == N and mixed.totals["samples_before"] == N
