@@ -326,3 +326,13 @@ def test_resume_after_a_killed_export_gives_the_uninterrupted_bytes(spark, sourc
     assert document["totals"]["samples"] == sum(r.n_samples for r in whole) == sum(r.repeats for r in repeats.collect())
     assert not (out / ".progress").exists() and not list(out.glob(".*.tmp"))
     assert pq.read_table(out / "lineage").num_rows == document["totals"]["samples"]
+
+
+def test_lineage_of_a_sample_without_metadata_row_is_its_first_item(source, tmp_path):
+    items, images, _ = source
+    sample_id = sorted(r.sample_id for r in items.where("position = -1").limit(5).collect())[0]
+    items = items.where((F.col("sample_id") != sample_id) | (F.col("position") >= 0))
+    write_webdataset(items, images, str(tmp_path / "out"), samples_per_shard=50)
+    lineage = {r["sample_id"]: r for r in pq.read_table(tmp_path / "out" / "lineage").to_pylist()}
+    first = items.where((F.col("sample_id") == sample_id) & (F.col("position") == 0)).first().source_ref
+    assert len(lineage) == 20 and lineage[sample_id]["source_ref"] == first

@@ -17,7 +17,6 @@ import webdataset as wds
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from mmcurate.io.nemo import interleaved_rows
 from mmcurate.io.parquet_writer import write_parquet
 from mmcurate.io.webdataset_writer import (
     _copies,
@@ -356,3 +355,13 @@ def test_parquet_files_never_split_a_sample_and_are_sorted(items, images, tmp_pa
     with pytest.raises(Exception, match="already exists"):
         write_parquet(items, images, str(out))
     write_parquet(items, images, str(out), overwrite=True)
+
+
+def test_tar_headers_are_tarfiles_own():
+    """The template header (plain ASCII names) and the PAX fallback (long or non-ASCII names) match tarfile."""
+    from mmcurate.io.webdataset_writer import _header, _tar_info
+
+    names = ["a.json", "x" * 100, "x" * 101, member_key("über ✓") + ".0.png", "ü.json", member_key(TRICKY) + "+3.json"]
+    for name in names:
+        for size in (0, 1, 511, 512, 513, 2**33 - 1, 8**11 - 1, 8**11):
+            assert _header(name, size) == _tar_info(name, size).tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")

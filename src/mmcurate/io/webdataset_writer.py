@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import datetime
 import decimal
+import functools
 import hashlib
 import itertools
 import json
@@ -24,7 +25,6 @@ import re
 import tarfile
 import uuid
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, Iterable, Iterator, Optional
 from urllib.parse import quote
 
@@ -180,7 +180,7 @@ def write_webdataset(
         for number in range(n_shards):
             if number not in done:
                 done[number] = _write_shard(fs, root, target, number, (), passthrough)
-        _write_lineage(placed, f"{target.out_dir}/{_LINEAGE}")
+        _write_lineage(placed, f"{target.out_dir}/{_LINEAGE}", totals["with_metadata"] == totals["samples"])
         _finish(fs, root, [done[n] for n in range(n_shards)], plan, lineage)
     return items.sparkSession.createDataFrame(
         [tuple(done[n][name] for name in MANIFEST.fieldNames()) for n in range(n_shards)], MANIFEST
@@ -274,23 +274,32 @@ def _is_occurrence() -> Column:
 
 
 def _totals(copies: DataFrame, images: DataFrame, shard_bytes: Optional[int]) -> dict:
-    """One aggregation over the byte-free rows: sample copies, payload bytes (with shard_bytes), image
-    occurrences and their estimated size (to choose the join), and an order-free digest of the rows."""
+    """One aggregation over the byte-free rows, per sample copy then overall: sample copies, payload bytes
+    (with shard_bytes), image occurrences' estimated size (to choose the join), copies with exactly one
+    metadata row (to choose the lineage plan), an order-free digest of the rows; plus the images' bytes."""
     payload = F.coalesce(F.octet_length("text_content"), F.lit(0))
-    rows = copies
+    rows = copies.where(F.col("sample_id").isNotNull())  # as count_distinct would count
     if shard_bytes is not None:
-        rows = copies.join(images.select("image_id", F.col("n_bytes").alias("__n_bytes")), "image_id", "left")
+        rows = rows.join(images.select("image_id", F.col("n_bytes").alias("__n_bytes")), "image_id", "left")
         payload = payload + F.coalesce("__n_bytes", F.lit(0))
     hashed = [F.to_json(literal_column(f.name)) if isinstance(f.dataType, T.MapType) else literal_column(f.name)
               for f in copies.schema.fields]
-    found = rows.agg(
-        F.count_distinct("sample_id", _COPY).alias("samples"),
+    per_copy = rows.groupBy("sample_id", _COPY).agg(
         F.sum(payload).alias("payload"),
         F.sum(F.when(_is_occurrence(), _row_bytes(copies))).alias("occurrence_bytes"),
+        F.count(F.when(F.col("modality") == "metadata", 1)).alias("metadata_rows"),
         F.bit_xor(F.xxhash64(*hashed)).alias("digest"),
     )
-    image_bytes = F.sum("n_bytes") if "n_bytes" in images.columns else F.lit(None).cast("bigint")
-    found = found.crossJoin(images.agg(image_bytes.alias("image_bytes"))).first().asDict()
+    image_bytes = F.col("n_bytes") if "n_bytes" in images.columns else F.lit(None).cast("bigint")
+    both = per_copy.unionByName(images.select(image_bytes.alias("image_bytes")), allowMissingColumns=True)
+    found = both.agg(  # one job: the images' sizes are summed alongside
+        F.count("sample_id").alias("samples"),
+        F.sum("payload").alias("payload"),
+        F.sum("occurrence_bytes").alias("occurrence_bytes"),
+        F.count(F.when(F.col("metadata_rows") == 1, 1)).alias("with_metadata"),
+        F.bit_xor("digest").alias("digest"),
+        F.sum("image_bytes").alias("image_bytes"),
+    ).first().asDict()
     return {**{key: value or 0 for key, value in found.items()}, "image_bytes": found["image_bytes"]}
 
 
@@ -435,13 +444,20 @@ def _write_json(fs: fsspec.AbstractFileSystem, root: str, name: str, content: An
     fs.mv(temp, f"{root}/{name}")
 
 
-def _write_lineage(placed: DataFrame, path: str) -> None:
+def _write_lineage(placed: DataFrame, path: str, one_metadata_row_each: bool) -> None:
     """Parquet with one row per written sample copy: shard, key, sample_id, copy, source_ref (the metadata
-    row's, else the lowest position's) and the tar member of its JSON; byte-free, computed by Spark."""
-    first = F.min(F.struct("position", "source_ref"))["source_ref"].alias("source_ref")
+    row's, else the lowest position's) and the tar member of its JSON; byte-free, computed by Spark.
+
+    When every copy has exactly one metadata row (as ingested data has) those rows are the lineage rows,
+    without the shuffle of a grouping.
+    """
+    if one_metadata_row_each:
+        copies = placed.where(F.col("modality") == "metadata")
+    else:
+        first = F.min(F.struct("position", "source_ref"))["source_ref"].alias("source_ref")
+        copies = placed.groupBy(_SHARD, "sample_id", _COPY).agg(first)
     (
-        placed.groupBy(_SHARD, "sample_id", _COPY).agg(first)
-        .withColumn("key", _key_column("sample_id", _COPY))
+        copies.withColumn("key", _key_column("sample_id", _COPY))
         .select(F.col(_SHARD).alias("shard"), "key", "sample_id", F.col(_COPY).alias("copy"), "source_ref",
                 F.concat("key", F.lit(".json")).alias("member"))
         .write.mode("overwrite").parquet(path)
@@ -472,7 +488,7 @@ def _finish(fs: fsspec.AbstractFileSystem, root: str, records: list[dict], plan:
 
 def _write_shards(plan: DataFrame, target: _Target, passthrough: list[str]) -> list[dict]:
     """Run the writer tasks; surface a task's ValueError as one; sweep temporary files left by killed tasks."""
-    task = partial(_write_partition, target=target, passthrough=passthrough)
+    task = functools.partial(_write_partition, target=target, passthrough=passthrough)
     fs, root = target.filesystem()
     try:
         return [row.asDict() for row in plan.mapInArrow(task, MANIFEST).collect()]
@@ -576,9 +592,28 @@ class _HashingWriter:
 def _add_member(sink: _HashingWriter, name: str, data: bytes) -> None:
     """Append a regular file as `tarfile` streams it in PAX format (header, data, zeros to a 512-byte block),
     without its per-member copies."""
-    sink.write(_tar_info(name, len(data)).tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+    sink.write(_header(name, len(data)))
     sink.write(data)
     sink.write(tarfile.NUL * (-len(data) % tarfile.BLOCKSIZE))
+
+
+def _header(name: str, size: int) -> bytes:
+    """The header `tarfile` writes for a member, built from a template when it is a plain ustar block (ASCII name
+    of at most 100 bytes, size below 8 GiB: no PAX record), since its fields are fixed but for name, size, checksum."""
+    if not (name.isascii() and len(name) <= 100 and size < 8**11):
+        return _tar_info(name, size).tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+    header = bytearray(_ustar_template())
+    header[0:len(name)] = name.encode("ascii")
+    header[124:136] = b"%011o\0" % size
+    header[148:155] = b"%06o\0" % sum(header)  # summed with the checksum field as spaces, as tarfile does
+    return bytes(header)
+
+
+@functools.cache
+def _ustar_template() -> bytes:
+    """tarfile's ustar header of an empty-named, empty member with our fixed fields, its checksum field as spaces."""
+    header = _tar_info("", 0).tobuf(tarfile.USTAR_FORMAT, "ascii", "surrogateescape")
+    return header[:148] + b" " * 8 + header[156:]
 
 
 def _end_archive(sink: _HashingWriter) -> None:
