@@ -170,21 +170,32 @@ def write_webdataset(
             "shuffle": shuffle, "prefix": prefix, "repeats": repeats is not None,
             "fingerprint": _fingerprint(totals, passthrough)}
     done, finished = _start(fs, root, target, plan, resume)
-    if not finished:
+    if finished:  # a resume of a finished export: nothing to do
+        records = [done[number] for number in range(n_shards)]
+    else:
         placed = _placed(copies, n_shards, seed, shuffle)
-        todo = placed.where(~F.col(_SHARD).isin(sorted(done))) if done else placed
-        if len(done) < n_shards:
-            writer_input = _writer_input(todo, images, n_shards, shuffle, _join_strategy(totals))
-            for record in _write_shards(writer_input, target, passthrough):
-                done[record["shard"]] = record
-        for number in range(n_shards):
-            if number not in done:
-                done[number] = _write_shard(fs, root, target, number, (), passthrough)
+        records = _write_missing_shards(placed, images, target, plan, _join_strategy(totals), done, passthrough)
         _write_lineage(placed, f"{target.out_dir}/{_LINEAGE}", totals["with_metadata"] == totals["samples"])
-        _finish(fs, root, [done[n] for n in range(n_shards)], plan, lineage)
+        _finish(fs, root, records, plan, lineage)
     return items.sparkSession.createDataFrame(
-        [tuple(done[n][name] for name in MANIFEST.fieldNames()) for n in range(n_shards)], MANIFEST
+        [tuple(record[name] for name in MANIFEST.fieldNames()) for record in records], MANIFEST
     )
+
+
+def _write_missing_shards(placed: DataFrame, images: DataFrame, target: _Target, plan: dict, strategy: str,
+                          done: dict[int, dict], passthrough: list[str]) -> list[dict]:
+    """Write every shard not in `done` (finished ones are filtered out before any byte is read); return all
+    shards' records in shard order. Shards no sample went to are written empty by the driver."""
+    n_shards, done = plan["n_shards"], dict(done)
+    if len(done) < n_shards:
+        todo = placed.where(~F.col(_SHARD).isin(sorted(done))) if done else placed
+        writer_input = _writer_input(todo, images, n_shards, plan["shuffle"], strategy)
+        done.update((record["shard"], record) for record in _write_shards(writer_input, target, passthrough))
+    fs, root = target.filesystem()
+    for number in range(n_shards):
+        if number not in done:
+            done[number] = _write_shard(fs, root, target, number, (), passthrough)
+    return [done[number] for number in range(n_shards)]
 
 
 @dataclass(frozen=True)
@@ -385,7 +396,8 @@ def _with_bytes(placed: DataFrame, images: DataFrame, broadcast: bool) -> DataFr
 
 def _start(fs: fsspec.AbstractFileSystem, root: str, target: _Target, plan: dict,
            resume: bool) -> tuple[dict[int, dict], bool]:
-    """The records of shards already finished and whether the whole export is; records the plan on a first run.
+    """The records of shards already finished, by shard, and whether the whole export is; records the plan
+    on a first run.
 
     A resume finds the plan in `.progress/plan.json` (interrupted) or `manifest.json` (finished) and
     refuses to go on if it differs from this one.
