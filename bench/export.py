@@ -6,6 +6,10 @@ The documents of tests/data/wds_mint are repeated under distinct sample ids into
 `images` Parquet tables, which `write_webdataset` reads. The bare loop reads a local Parquet copy of
 the same rows, already joined, assigned to the same shards and sorted (made before timing), and
 writes the same members with `webdataset.TarWriter`. Both outputs are checked to be byte-identical.
+The mixed case writes 1 to 3 copies of each sample (`repeats`) shuffled within shards (`shuffle`,
+`seed`); its bare copy is placed and ordered by the documented rules, so the byte check also checks
+those rules. write_webdataset's time includes everything it does: the sizing aggregation, the
+tars, `lineage/` and `manifest.json`.
 """
 from __future__ import annotations
 
@@ -29,6 +33,8 @@ from _common import median_times, report  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 from webdataset import TarWriter  # noqa: E402
 
+from pyspark.sql import functions as F  # noqa: E402
+
 from mmcurate.io.nemo import interleaved_rows  # noqa: E402
 from mmcurate.io.webdataset_writer import shard_of, write_webdataset  # noqa: E402
 from mmcurate.schema import IMAGES, ITEMS  # noqa: E402
@@ -37,6 +43,7 @@ from mmcurate.spark import get_spark  # noqa: E402
 FIXTURE = os.path.join(os.path.dirname(__file__), "..", "tests", "data", "wds_mint")
 PASSTHROUGH = ("url", "title", "source")
 EXT = {"image/jpeg": "jpg", "image/png": "png", "image/gif": "gif"}
+SEED = 7
 
 
 def fixture_docs() -> tuple[list[dict], dict[str, tuple[bytes, str]]]:
@@ -82,7 +89,7 @@ def bare_loop(source: str, out_dir: str) -> None:
     for path in sorted(glob.glob(os.path.join(source, "*.parquet"))):
         for batch in pq.ParquetFile(path).iter_batches(batch_size=2048):
             for row in batch.to_pylist():
-                if sample and row["sample_id"] != sample[0]["sample_id"]:
+                if sample and (row["sample_id"], row["copy"]) != (sample[0]["sample_id"], sample[0]["copy"]):
                     write_sample(writer, sample)
                     sample = []
                 if row["shard"] != shard:
@@ -97,8 +104,9 @@ def bare_loop(source: str, out_dir: str) -> None:
 
 
 def write_sample(writer: TarWriter, rows: list[dict]) -> None:
-    """One MINT-1T sample: `{key}.{position}.{ext}` members, then `{key}.json`."""
-    key = quote(rows[0]["sample_id"], safe="").replace(".", "%2E")
+    """One MINT-1T sample copy: `{key}.{position}.{ext}` members, then `{key}.json` (`"copy": j` after the first)."""
+    copy = rows[0]["copy"]
+    key = quote(rows[0]["sample_id"], safe="").replace(".", "%2E") + (f"+{copy}" if copy else "")
     size = rows[-1]["position"] + 1
     texts, images = [None] * size, [None] * size
     meta = {}
@@ -114,7 +122,8 @@ def write_sample(writer: TarWriter, rows: list[dict]) -> None:
             suffix = f"{position}.{EXT[row['content_type']]}"
             images[position] = f"{key}.{suffix}"
             writer.write({"__key__": key, suffix: row["binary_content"]})
-    doc = {"sample_id": rows[0]["sample_id"], "texts": texts, "images": images, **meta}
+    doc = {"sample_id": rows[0]["sample_id"], "texts": texts, "images": images, **({"copy": copy} if copy else {}),
+           **meta}
     writer.write({"__key__": key, "json": json.dumps(doc, ensure_ascii=False).encode("utf-8")})
 
 
@@ -122,6 +131,22 @@ def digests(out_dir: str) -> dict[str, str]:
     """sha256 per tar file name."""
     return {os.path.basename(p): hashlib.sha256(open(p, "rb").read()).hexdigest()
             for p in sorted(glob.glob(os.path.join(out_dir, "*.tar")))}
+
+
+def sorted_copy(items, images, repeats, n_shards: int, path: str) -> None:
+    """The rows the bare loop writes, joined, placed and sorted as documented: shard = shard_of(...) (copy j >= 1:
+    pmod(xxhash64(sample_id, j, seed))), in-shard order by sample_id or, with repeats, xxhash64(sample_id, copy, seed)."""
+    rows = interleaved_rows(items, images)
+    if repeats is None:
+        rows = rows.withColumn("copy", F.lit(0)).withColumn("shard", shard_of(n_shards)).withColumn("order", F.lit(0))
+    else:
+        rows = (
+            rows.join(repeats, "sample_id")
+            .withColumn("copy", F.explode(F.sequence(F.lit(0), F.col("repeats") - 1)))
+            .withColumn("shard", shard_of(n_shards, SEED, copy="copy"))
+            .withColumn("order", F.xxhash64("sample_id", "copy", F.lit(SEED)))
+        )
+    rows.orderBy("shard", "order", "sample_id", "copy", "position").write.parquet(path)
 
 
 def main() -> None:
@@ -140,29 +165,39 @@ def main() -> None:
         image_rows = [(i, data, mime, None, None, len(data)) for i, (data, mime) in blobs.items()]
         spark.createDataFrame(image_rows, IMAGES).write.parquet(f"{work}/images")
         items, images = spark.read.parquet(f"{work}/items"), spark.read.parquet(f"{work}/images")
-        n_shards = math.ceil(args.samples / args.samples_per_shard)
-        (
-            interleaved_rows(items, images)
-            .withColumn("shard", shard_of(n_shards))
-            .orderBy("shard", "sample_id", "position")
-            .write.parquet(f"{work}/copy")
-        )
-        our_runs, bare_runs = count(), count()
+        repeats = items.select("sample_id").distinct().withColumn(
+            "repeats", (F.pmod(F.xxhash64("sample_id"), F.lit(3)) + 1).cast("int"))
+        repeats.write.parquet(f"{work}/repeats")
+        repeats = spark.read.parquet(f"{work}/repeats")
+        n_copies = repeats.agg(F.sum("repeats")).first()[0]
+        cases = {"plain": (None, {}, args.samples), "mixed": (repeats, {"shuffle": True, "seed": SEED}, n_copies)}
+        runs = count()
+        timed = {}
+        for case, (table, options, n) in cases.items():
+            n_shards = math.ceil(n / args.samples_per_shard)
+            sorted_copy(items, images, table, n_shards, f"{work}/copy-{case}")
 
-        def ours():
-            out = f"{work}/ours-{next(our_runs)}"
-            write_webdataset(items, images, out, samples_per_shard=args.samples_per_shard)
+            def ours(case=case, table=table, options=options):
+                out = f"{work}/ours-{case}-{next(runs)}"
+                write_webdataset(items, images, out, samples_per_shard=args.samples_per_shard, repeats=table, **options)
 
-        def bare():
-            bare_loop(f"{work}/copy", f"{work}/bare-{next(bare_runs)}")
+            def bare(case=case):
+                bare_loop(f"{work}/copy-{case}", f"{work}/bare-{case}-{next(runs)}")
 
-        times = median_times({"bare TarWriter loop": bare, "write_webdataset": ours}, args.repeat)
-        same = digests(f"{work}/bare-0") == digests(f"{work}/ours-0")
-        size_mb = sum(os.path.getsize(p) for p in glob.glob(f"{work}/ours-0/*.tar")) / 2**20
-        report(f"WebDataset export: {args.samples} samples, {n_shards} shards, {size_mb:.0f} MiB "
-               f"(byte-identical: {same})", times, baseline="bare TarWriter loop", goal=1.3)
-        if not same:
-            raise SystemExit("outputs differ")
+            timed[f"bare TarWriter loop ({case})"], timed[f"write_webdataset ({case})"] = bare, ours
+        times = median_times(timed, args.repeat)
+        failed = []
+        for case, (_, _, n) in cases.items():
+            ours_dir, bare_dir = (glob.glob(f"{work}/{who}-{case}-*")[0] for who in ("ours", "bare"))
+            same = digests(bare_dir) == digests(ours_dir) != {}
+            size_mb = sum(os.path.getsize(p) for p in glob.glob(f"{ours_dir}/*.tar")) / 2**20
+            report(f"WebDataset export ({case}): {n} sample copies, {math.ceil(n / args.samples_per_shard)} shards, "
+                   f"{size_mb:.0f} MiB (byte-identical: {same})",
+                   {k: v for k, v in times.items() if k.endswith(f"({case})")},
+                   baseline=f"bare TarWriter loop ({case})", goal=1.3)
+            failed += [] if same else [case]
+        if failed:
+            raise SystemExit(f"outputs differ: {failed}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

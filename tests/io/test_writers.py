@@ -17,11 +17,12 @@ import webdataset as wds
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from mmcurate.io.nemo import interleaved_rows
 from mmcurate.io.parquet_writer import write_parquet
 from mmcurate.io.webdataset_writer import (
-    _shard_plan,
+    _copies,
+    _placed,
     _Target,
+    _writer_input,
     _write_shards,
     member_key,
     shard_of,
@@ -215,7 +216,7 @@ def placement(manifest):
 def test_shard_count_and_assignment(items, images, written, tmp_path):
     out, manifest = written
     assert [r.shard for r in manifest] == [0, 1, 2, 3]  # ceil(7 samples / 2)
-    assert sorted(os.listdir(out)) == [f"shard-{n:06d}.tar" for n in range(4)]  # empty shards too
+    assert sorted(os.listdir(out)) == ["lineage", "manifest.json"] + [f"shard-{n:06d}.tar" for n in range(4)]  # empty shards too
     assert sum(r.n_samples for r in manifest) == 7
     wanted = items.select("sample_id", shard_of(4).alias("shard")).distinct().collect()
     assert placement(manifest) == {row.sample_id: row.shard for row in wanted}
@@ -244,7 +245,7 @@ def test_nothing_is_written_outside_out_dir(items, images, tmp_path):
     out = tmp_path / "nested" / "out"
     manifest = write_webdataset(items, images, str(out), samples_per_shard=3).collect()
     created = [p for p in set(tmp_path.rglob("*")) - before if p.is_file()]
-    assert created and all(p.parent == out for p in created)
+    assert created and all(p.parent in (out, out / "lineage") for p in created)
     for record in manifest:
         for info, _ in tar_members(record.path):
             assert "/" not in info.name and not info.name.startswith(".")
@@ -259,12 +260,13 @@ def test_refuses_a_non_empty_out_dir_unless_overwrite(items, images, tmp_path):
         write_webdataset(items, images, str(out))
     assert (out / "keep.txt").exists()
     write_webdataset(items, images, str(out), overwrite=True)
-    assert sorted(os.listdir(out)) == ["shard-000000.tar"]
+    assert sorted(os.listdir(out)) == ["lineage", "manifest.json", "shard-000000.tar"]
 
 
 def test_empty_items_write_no_shard(spark, images, tmp_path):
     manifest = write_webdataset(spark.createDataFrame([], SCHEMA), images, str(tmp_path / "e"))
-    assert manifest.count() == 0 and os.listdir(tmp_path / "e") == []
+    assert manifest.count() == 0 and sorted(os.listdir(tmp_path / "e")) == ["lineage", "manifest.json"]
+    assert json.loads((tmp_path / "e" / "manifest.json").read_text())["shards"] == []
 
 
 def test_unsupported_modality_fails_with_a_value_error(spark, rows, images, tmp_path):
@@ -272,6 +274,7 @@ def test_unsupported_modality_fails_with_a_value_error(spark, rows, images, tmp_
     with pytest.raises(ValueError, match="sample 'text-only': unsupported modality 'audio' at position 2"):
         write_webdataset(bad, images, str(tmp_path / "bad"), samples_per_shard=100)
     assert not any(name.endswith(".tmp") for name in os.listdir(tmp_path / "bad"))
+    assert not (tmp_path / "bad" / "manifest.json").exists()
 
 
 KILLED_TASK = """
@@ -291,19 +294,19 @@ for _ in _write_partition(killed_midway(), _Target(sys.argv[2], "shard"), json.l
 def test_a_killed_task_leaves_no_partial_tar_and_is_not_in_the_manifest(spark, items, images, tmp_path):
     out = tmp_path / "killed"
     out.mkdir()
-    plan = _shard_plan(interleaved_rows(items, images), 1, None)
+    plan = _writer_input(_placed(_copies(items, None), 1, None, False), images, 1, False, "images")
     table = plan.toArrow()
     with pa.OSFile(str(tmp_path / "input.arrow"), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
     passthrough = json.dumps([f.name for f in PASSTHROUGH])
     killed = subprocess.run([sys.executable, "-c", KILLED_TASK, str(tmp_path / "input.arrow"), str(out), passthrough])
     assert killed.returncode == -signal.SIGKILL
-    leftovers = os.listdir(out)
+    leftovers = [name for name in os.listdir(out) if name != ".progress"]
     assert len(leftovers) == 1 and leftovers[0].startswith(".shard-000000.tar.") and leftovers[0].endswith(".tmp")
 
     manifest = _write_shards(plan, _Target(str(out), "shard"), [f.name for f in PASSTHROUGH])  # the retry
     assert [Path(r["path"]).name for r in manifest] == ["shard-000000.tar"]
-    assert os.listdir(out) == ["shard-000000.tar"]  # the killed attempt's file is swept
+    assert sorted(os.listdir(out)) == [".progress", "shard-000000.tar"]  # the killed attempt's file is swept
     whole = write_webdataset(items, images, str(tmp_path / "whole"), samples_per_shard=100).first()
     assert manifest[0]["sha256"] == whole.sha256 == sha256((out / "shard-000000.tar").read_bytes())
 
@@ -352,3 +355,13 @@ def test_parquet_files_never_split_a_sample_and_are_sorted(items, images, tmp_pa
     with pytest.raises(Exception, match="already exists"):
         write_parquet(items, images, str(out))
     write_parquet(items, images, str(out), overwrite=True)
+
+
+def test_tar_headers_are_tarfiles_own():
+    """The template header (plain ASCII names) and the PAX fallback (long or non-ASCII names) match tarfile."""
+    from mmcurate.io.webdataset_writer import _header, _tar_info
+
+    names = ["a.json", "x" * 100, "x" * 101, member_key("über ✓") + ".0.png", "ü.json", member_key(TRICKY) + "+3.json"]
+    for name in names:
+        for size in (0, 1, 511, 512, 513, 2**33 - 1, 8**11 - 1, 8**11):
+            assert _header(name, size) == _tar_info(name, size).tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")

@@ -31,7 +31,7 @@ def interleaved_rows(items: DataFrame, images: DataFrame) -> DataFrame:
     require_columns(items, ITEMS, where="interleaved_rows(items)")
     require_columns(images, IMAGE_COLUMNS, where="interleaved_rows(images)")
     known = images.select("image_id", "binary_content", F.col("content_type").alias("__image_content_type"))
-    passthrough = [_col(name) for name in items.columns if name not in NEMO_COLUMNS]
+    passthrough = [literal_column(name) for name in items.columns if name not in NEMO_COLUMNS]
     return items.join(known, "image_id", "left").select(
         "sample_id",
         "position",
@@ -45,6 +45,6 @@ def interleaved_rows(items: DataFrame, images: DataFrame) -> DataFrame:
     )
 
 
-def _col(name: str) -> Column:
+def literal_column(name: str) -> Column:
     """A column by its literal name, whatever characters it holds (dots, spaces, backticks)."""
     return F.col("`" + name.replace("`", "``") + "`")
