@@ -134,7 +134,8 @@ def test_every_join_strategy_writes_the_same_bytes(spark, source, wanted, repeat
     items, images, _ = source
     sample_id = max(wanted, key=wanted.get)
     stray = items.where((F.col("sample_id") == sample_id) & (F.col("position") == -1)).select(
-        "sample_id", F.lit(999).alias("position"), F.lit("image").alias("modality"), F.lit("image/png").alias("content_type"),
+        "sample_id", F.lit(999).alias("position"), F.lit("image").alias("modality"),
+        F.lit("image/png").alias("content_type"),
         F.lit(None).cast("string").alias("text_content"), F.lit("0" * 64).alias("image_id"),
         F.lit("https://example.org/gone.png").alias("image_url"), *items.columns[7:])
     items = items.unionByName(stray)  # an image the images table lacks: written as its URL
@@ -180,8 +181,9 @@ def test_webdataset_and_mmcurate_ingest_read_back_exactly_the_export(spark, mixe
     with ingest(spark, str(out), "webdataset") as back:  # NeMo's rules: one document per sample id
         duplicates = Counter(r.sample_id for r in back.quarantine.where("reason = 'duplicate_sample_id'").collect())
         assert duplicates == Counter({sample_id: n - 1 for sample_id, n in seen.items() if n > 1})
-        rows = (back.items.where("position >= 0").join(back.images.select("image_id", "binary_content"), "image_id", "left")
-                .orderBy("sample_id", "position").collect())
+        blobs = back.images.select("image_id", "binary_content")
+        rows = back.items.where("position >= 0").join(blobs, "image_id", "left").orderBy("sample_id", "position")
+        rows = rows.collect()
         docs = {}
         for r in rows:
             docs.setdefault(r.sample_id, []).append(
@@ -205,7 +207,8 @@ def test_manifest_json_holds_shards_totals_options_and_lineage(mixed):
         "n_shards": len(manifest)}
     assert document["lineage"] == {"recipe": "mix-a", "version": 2, "tables": {"items": 7}}
     assert not (out / ".progress").exists()
-    assert sorted(p.name for p in out.iterdir()) == sorted(["lineage", "manifest.json"] + [Path(r.path).name for r in manifest])
+    tars = [Path(r.path).name for r in manifest]
+    assert sorted(p.name for p in out.iterdir()) == sorted(["lineage", "manifest.json", *tars])
 
 
 def test_lineage_traces_an_exported_sample_to_its_input_member(mixed):
