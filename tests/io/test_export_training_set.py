@@ -339,3 +339,13 @@ def test_lineage_of_a_sample_without_metadata_row_is_its_first_item(source, tmp_
     lineage = {r["sample_id"]: r for r in pq.read_table(tmp_path / "out" / "lineage").to_pylist()}
     first = items.where((F.col("sample_id") == sample_id) & (F.col("position") == 0)).first().source_ref
     assert len(lineage) == 20 and lineage[sample_id]["source_ref"] == first
+
+
+def test_shard_bytes_count_payload_times_repeats(source, repeats, wanted, tmp_path):
+    items, images, _ = source
+    sized = items.join(images.select("image_id", "n_bytes"), "image_id", "left").join(repeats, "sample_id")
+    payload = (F.coalesce(F.octet_length("text_content"), F.lit(0)) + F.coalesce("n_bytes", F.lit(0))) * F.col("repeats")
+    total = sized.agg(F.sum(payload)).first()[0]
+    manifest = write_webdataset(items, images, str(tmp_path / "b"), shard_bytes=total // 5, repeats=repeats)
+    assert manifest.count() == -(-total // (total // 5)) and manifest.agg(F.sum("n_samples")).first()[0] == sum(
+        wanted.values())
