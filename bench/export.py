@@ -134,8 +134,9 @@ def digests(out_dir: str) -> dict[str, str]:
 
 
 def sorted_copy(items, images, repeats, n_shards: int, path: str) -> None:
-    """The rows the bare loop writes, joined, placed and sorted as documented: shard = shard_of(...) (copy j >= 1:
-    pmod(xxhash64(sample_id, j, seed))), in-shard order by sample_id or, with repeats, xxhash64(sample_id, copy, seed)."""
+    """The rows the bare loop writes, joined, placed and sorted as documented: shard = shard_of(...) (copy
+    j >= 1: pmod(xxhash64(sample_id, j, seed))), in-shard order by sample_id or, with repeats (and shuffle),
+    xxhash64(sample_id, copy, seed)."""
     rows = interleaved_rows(items, images)
     if repeats is None:
         rows = rows.withColumn("copy", F.lit(0)).withColumn("shard", shard_of(n_shards)).withColumn("order", F.lit(0))

@@ -134,7 +134,8 @@ def test_every_join_strategy_writes_the_same_bytes(spark, source, wanted, repeat
     items, images, _ = source
     sample_id = max(wanted, key=wanted.get)
     stray = items.where((F.col("sample_id") == sample_id) & (F.col("position") == -1)).select(
-        "sample_id", F.lit(999).alias("position"), F.lit("image").alias("modality"), F.lit("image/png").alias("content_type"),
+        "sample_id", F.lit(999).alias("position"), F.lit("image").alias("modality"),
+        F.lit("image/png").alias("content_type"),
         F.lit(None).cast("string").alias("text_content"), F.lit("0" * 64).alias("image_id"),
         F.lit("https://example.org/gone.png").alias("image_url"), *items.columns[7:])
     items = items.unionByName(stray)  # an image the images table lacks: written as its URL
@@ -180,8 +181,9 @@ def test_webdataset_and_mmcurate_ingest_read_back_exactly_the_export(spark, mixe
     with ingest(spark, str(out), "webdataset") as back:  # NeMo's rules: one document per sample id
         duplicates = Counter(r.sample_id for r in back.quarantine.where("reason = 'duplicate_sample_id'").collect())
         assert duplicates == Counter({sample_id: n - 1 for sample_id, n in seen.items() if n > 1})
-        rows = (back.items.where("position >= 0").join(back.images.select("image_id", "binary_content"), "image_id", "left")
-                .orderBy("sample_id", "position").collect())
+        blobs = back.images.select("image_id", "binary_content")
+        rows = back.items.where("position >= 0").join(blobs, "image_id", "left").orderBy("sample_id", "position")
+        rows = rows.collect()
         docs = {}
         for r in rows:
             docs.setdefault(r.sample_id, []).append(
@@ -205,7 +207,8 @@ def test_manifest_json_holds_shards_totals_options_and_lineage(mixed):
         "n_shards": len(manifest)}
     assert document["lineage"] == {"recipe": "mix-a", "version": 2, "tables": {"items": 7}}
     assert not (out / ".progress").exists()
-    assert sorted(p.name for p in out.iterdir()) == sorted(["lineage", "manifest.json"] + [Path(r.path).name for r in manifest])
+    tars = [Path(r.path).name for r in manifest]
+    assert sorted(p.name for p in out.iterdir()) == sorted(["lineage", "manifest.json", *tars])
 
 
 def test_lineage_traces_an_exported_sample_to_its_input_member(mixed):
@@ -336,3 +339,13 @@ def test_lineage_of_a_sample_without_metadata_row_is_its_first_item(source, tmp_
     lineage = {r["sample_id"]: r for r in pq.read_table(tmp_path / "out" / "lineage").to_pylist()}
     first = items.where((F.col("sample_id") == sample_id) & (F.col("position") == 0)).first().source_ref
     assert len(lineage) == 20 and lineage[sample_id]["source_ref"] == first
+
+
+def test_shard_bytes_count_payload_times_repeats(source, repeats, wanted, tmp_path):
+    items, images, _ = source
+    sized = items.join(images.select("image_id", "n_bytes"), "image_id", "left").join(repeats, "sample_id")
+    payload = (F.coalesce(F.octet_length("text_content"), F.lit(0)) + F.coalesce("n_bytes", F.lit(0))) * F.col("repeats")
+    total = sized.agg(F.sum(payload)).first()[0]
+    manifest = write_webdataset(items, images, str(tmp_path / "b"), shard_bytes=total // 5, repeats=repeats)
+    assert manifest.count() == -(-total // (total // 5)) and manifest.agg(F.sum("n_samples")).first()[0] == sum(
+        wanted.values())

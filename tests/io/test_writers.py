@@ -216,7 +216,8 @@ def placement(manifest):
 def test_shard_count_and_assignment(items, images, written, tmp_path):
     out, manifest = written
     assert [r.shard for r in manifest] == [0, 1, 2, 3]  # ceil(7 samples / 2)
-    assert sorted(os.listdir(out)) == ["lineage", "manifest.json"] + [f"shard-{n:06d}.tar" for n in range(4)]  # empty shards too
+    tars = [f"shard-{n:06d}.tar" for n in range(4)]  # empty shards too
+    assert sorted(os.listdir(out)) == ["lineage", "manifest.json", *tars]
     assert sum(r.n_samples for r in manifest) == 7
     wanted = items.select("sample_id", shard_of(4).alias("shard")).distinct().collect()
     assert placement(manifest) == {row.sample_id: row.shard for row in wanted}
@@ -361,7 +362,8 @@ def test_tar_headers_are_tarfiles_own():
     """The template header (plain ASCII names) and the PAX fallback (long or non-ASCII names) match tarfile."""
     from mmcurate.io.webdataset_writer import _header, _tar_info
 
-    names = ["a.json", "x" * 100, "x" * 101, member_key("über ✓") + ".0.png", "ü.json", member_key(TRICKY) + "+3.json"]
+    names = ["a.json", "x" * 100, "x" * 101, member_key("über ✓") + ".0.png", "ü.json",
+             member_key(TRICKY) + "+3.json"]
     for name in names:
         for size in (0, 1, 511, 512, 513, 2**33 - 1, 8**11 - 1, 8**11):
             assert _header(name, size) == _tar_info(name, size).tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")

@@ -362,7 +362,7 @@ def _writer_input(placed: DataFrame, images: DataFrame, n_shards: int, shuffle: 
     else:
         rows = _with_bytes(placed, images, broadcast=strategy == "occurrences").repartitionById(n_shards, _SHARD)
     order = [_SHARD, *([_ORDER] if shuffle else []), "sample_id", _COPY, "position"]
-    return rows.drop("image_id", "source_ref").sortWithinPartitions(*order)  # after the join: Spark drops sorts below one
+    return rows.drop("image_id", "source_ref").sortWithinPartitions(*order)  # after the join: Spark drops one below
 
 
 def _known(images: DataFrame) -> DataFrame:
