@@ -21,7 +21,6 @@ sys.path.insert(0, os.path.dirname(__file__))
 from _common import median_times, report  # noqa: E402
 
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
