@@ -36,7 +36,9 @@ def test_open_clip_image_embeddings_equal_a_direct_forward_pass(images, tiny_mod
             expected = unit(model.encode_image(pixels))[0]
             np.testing.assert_allclose(out[image_id].embedding, expected, atol=1e-5)
             assert out[image_id].model == "clip" and out[image_id].error is None
-    assert out["photo"].embedding == out["photo_again"].embedding  # identical images, identical vectors
+    # identical images, the same vector (to float rounding: the two may share a batch or not, and CPU kernels
+    # sum in a different order for another batch shape)
+    np.testing.assert_allclose(out["photo"].embedding, out["photo_again"].embedding, atol=1e-6)
     assert {k: (r.embedding, r.error) for k, r in out.items() if r.error} == {
         "truncated": (None, "truncated"), "empty": (None, "empty"), "missing": (None, "empty"),
         "noise": (None, "not_an_image")}
