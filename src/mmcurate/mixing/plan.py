@@ -61,7 +61,8 @@ _UNIFORM_BITS = 2 ** 53
 
 
 def plan_mix(mix: Mix, items: DataFrame, images: DataFrame, tables: Iterable[SignalTable] = ()) -> DataFrame:
-    """`mix_samples` rows (MIX_SAMPLES) for every sample of `items`; the frame is checkpointed once."""
+    """`mix_samples` rows (MIX_SAMPLES) for every sample of `items`; the per-sample frame is checkpointed once
+    (twice with a cluster cap), so the few aggregations below read it, not the items."""
     require_columns(items, {"sample_id": "string", "position": "int", "modality": "string", "text_content": "string",
                             "image_id": "string", "source_ref": "string"}, where=f"mix {mix.name!r} items")
     require_columns(images, {"image_id": "string", "width": "int", "height": "int"}, where=f"mix {mix.name!r} images")
@@ -69,7 +70,8 @@ def plan_mix(mix: Mix, items: DataFrame, images: DataFrame, tables: Iterable[Sig
     parts = _parts(mix, _item_tokens(mix, items, images, tables), items)
     frame = _with_signals(mix, parts, tables)
     frame = _weighted(mix, frame).localCheckpoint()
-    frame = _with_cap(mix, frame).localCheckpoint()
+    capped = _with_cap(mix, frame)
+    frame = frame if capped is frame else capped.localCheckpoint()
     factors = _share_factors(mix, frame)
     expected = frame.withColumn("expected", F.col("weight") * _lookup(factors, F.col("_group"), 0.0))
     return _realized(mix, expected)
@@ -82,9 +84,11 @@ def uniform(*columns: Column) -> Column:
 
 
 def _item_tokens(mix: Mix, items: DataFrame, images: DataFrame, tables: list[SignalTable]) -> DataFrame:
-    """Content items (sample_id, position, modality, t_text, t_image): tokens per item under the mix's schemes."""
-    content = items.where((is_modality("text") | is_modality("image")) & (F.col("position") >= 0)).select(
-        "sample_id", "position", "modality", "text_content", "image_id")
+    """Every item with `t_text` and `t_image`, its tokens under the mix's schemes (0 for metadata rows), and
+    `_content` (a text or image at a position >= 0). Only image rows meet the images table (text rows have no
+    image_id, and would all land in one join partition)."""
+    passthrough = [F.col(f"`{c}`") for c in items.columns if c not in CORE_ITEM_COLUMNS]
+    rows = items.select("sample_id", "position", "modality", "text_content", "image_id", "source_ref", *passthrough)
     text = mix.text_tokens.estimate(F.col("text_content"))
     if mix.text_tokens.table:
         stored = [t for t in tables if t.name == mix.text_tokens.table]
@@ -92,50 +96,60 @@ def _item_tokens(mix: Mix, items: DataFrame, images: DataFrame, tables: list[Sig
             raise MixError(f"mix {mix.name!r} reads text tokens from table {mix.text_tokens.table!r}, which is not in "
                            f"the lakehouse with key {list(ITEM_KEY)} and column n_tokens: run "
                            f"`mmcurate annotate --stages text_tokens` (with a tokenizer) first")
-        content = content.join(stored[0].df.select(*ITEM_KEY, F.col("n_tokens").alias("_stored")), list(ITEM_KEY), "left")
+        rows = rows.join(stored[0].df.select(*ITEM_KEY, F.col("n_tokens").alias("_stored")), list(ITEM_KEY), "left")
         text = F.coalesce(F.col("_stored").cast("long"), text)
     sizes = images.select("width", "height").where(F.col("width").isNotNull() & F.col("height").isNotNull()).distinct()
     per_size = sizes.withColumn("_image_tokens", mix.image_tokens.column(F.col("width"), F.col("height")))
     sized = images.select("image_id", "width", "height").join(per_size, ["width", "height"]).select(
         "image_id", "_image_tokens")
-    content = content.join(sized, "image_id", "left")
-    is_text = is_modality("text")
-    return content.select(
-        "sample_id", "position", "modality",
-        F.when(is_text, text).otherwise(F.lit(0)).cast("long").alias("t_text"),
-        F.when(is_text, F.lit(0)).otherwise(F.coalesce("_image_tokens", F.lit(0))).cast("long").alias("t_image"),
-    )
+    pictures = rows.where(F.col("image_id").isNotNull()).join(sized, "image_id", "left")
+    rows = pictures.unionByName(rows.where(F.col("image_id").isNull()).withColumn(
+        "_image_tokens", F.lit(None).cast("long")))
+    content = (is_modality("text") | is_modality("image")) & (F.col("position") >= 0)
+    return rows.select(
+        "*", content.alias("_content"),
+        F.when(content & is_modality("text"), text).otherwise(F.lit(0)).cast("long").alias("t_text"),
+        F.when(content & is_modality("image"), F.coalesce("_image_tokens", F.lit(0))).otherwise(F.lit(0))
+        .cast("long").alias("t_image"),
+    ).drop("_image_tokens", "_stored", "text_content", "image_id")
 
 
 def _parts(mix: Mix, tokens: DataFrame, items: DataFrame) -> DataFrame:
-    """Per (sample, part): its item range, counts and tokens, the sample's source_ref and passthrough values, and
-    `_over` (a drop-mode sample over the limit). Split mode packs items greedily in position order."""
+    """Per (sample, part): its item range, counts and tokens, the sample's source_ref (its metadata row's, else
+    its first item's) and metadata passthrough values, and `_over` (a drop-mode sample over the limit).
+    One aggregation per sample; split mode also collects the sample's items and packs them greedily."""
     limit = mix.sequence.max_tokens if mix.sequence else None
+    split = mix.sequence is not None and mix.sequence.over == "split"
     counted = F.col("t_text") + F.col("t_image") if not mix.sequence or mix.sequence.count == "all" else F.col("t_image")
-    content = tokens.withColumn("_c", counted)
-    entry = F.struct("position", "modality", "t_text", "t_image", "_c")
     passthrough = [c for c in items.columns if c not in CORE_ITEM_COLUMNS]
-    meta = items.where(F.col("position") == -1)
-    docs = content.groupBy("sample_id").agg(F.array_sort(F.collect_list(entry)).alias("_items")).join(
-        items.groupBy("sample_id").agg(F.min_by("source_ref", "position").alias("source_ref")), "sample_id")
-    if passthrough:
-        docs = docs.join(meta.select("sample_id", *[F.col(f"`{c}`") for c in passthrough]), "sample_id", "left")
-    if mix.sequence and mix.sequence.over == "split":
-        ids = _greedy_parts(F.col("_items"), limit)
+    content, image, text = F.col("_content"), is_modality("image"), is_modality("text")
+    per_sample = [F.min_by("source_ref", "position").alias("source_ref"),
+                  *[F.first(F.when(F.col("position") == -1, F.col(f"`{c}`")), ignorenulls=True).alias(c)
+                    for c in passthrough]]
+    if split:
+        entry = F.struct("position", "modality", "t_text", "t_image", counted.alias("_c"))
+        docs = tokens.groupBy("sample_id").agg(F.array_sort(F.collect_list(F.when(content, entry))).alias("_items"),
+                                               *per_sample).where(F.size("_items") > 0)
+        exploded = docs.withColumn("_ids", _greedy_parts(F.col("_items"), limit)).select(
+            "*", F.inline(F.arrays_zip(F.col("_items").alias("item"), F.col("_ids").alias("part"))))
+        grouped = exploded.withColumn("_split", F.array_max("_ids") > 0).groupBy("sample_id", "part").agg(
+            F.min("item.position").alias("first_position"), F.max("item.position").alias("last_position"),
+            F.count_if(F.col("item.modality") == "image").cast("int").alias("n_images"),
+            F.count_if(F.col("item.modality") == "text").cast("int").alias("n_texts"),
+            F.sum("item.t_text").alias("text_tokens"), F.sum("item.t_image").alias("image_tokens"),
+            F.sum("item._c").alias("_counted"),
+            *[F.first(F.col(f"`{c}`")).alias(c) for c in ["source_ref", "_split", *passthrough]],
+        )
     else:
-        ids = F.transform("_items", lambda _: F.lit(0))
-    exploded = docs.withColumn("_ids", ids).withColumn("_split", F.array_max("_ids") > 0).select(
-        "*", F.inline(F.arrays_zip(F.col("_items").alias("item"), F.col("_ids").alias("part"))))
-    keep = ["source_ref", "_split", *passthrough]
-    grouped = exploded.groupBy("sample_id", "part").agg(
-        F.min("item.position").alias("first_position"), F.max("item.position").alias("last_position"),
-        F.count_if(F.col("item.modality") == "image").cast("int").alias("n_images"),
-        F.count_if(F.col("item.modality") == "text").cast("int").alias("n_texts"),
-        F.sum("item.t_text").alias("text_tokens"), F.sum("item.t_image").alias("image_tokens"),
-        F.sum("item._c").alias("_counted"),
-        *[F.first(F.col(f"`{c}`")).alias(c) for c in keep],
-    )
-    over = F.lit(False) if limit is None or mix.sequence.over == "split" else F.col("_counted") > limit
+        grouped = tokens.groupBy("sample_id").agg(
+            F.min(F.when(content, F.col("position"))).alias("first_position"),
+            F.max(F.when(content, F.col("position"))).alias("last_position"),
+            F.count_if(content & image).cast("int").alias("n_images"),
+            F.count_if(content & text).cast("int").alias("n_texts"),
+            F.sum("t_text").alias("text_tokens"), F.sum("t_image").alias("image_tokens"),
+            F.sum(F.when(content, counted)).alias("_counted"), *per_sample,
+        ).where(F.col("first_position").isNotNull()).select("*", F.lit(0).alias("part"), F.lit(False).alias("_split"))
+    over = F.lit(False) if limit is None or split else F.col("_counted") > limit
     kind = (F.when(F.col("n_images") == 0, "text_only")
             .when((F.col("n_images") == 1) & (F.col("n_texts") <= 1), "caption").otherwise("interleaved"))
     export_id = F.when(F.col("_split") | (F.col("part") < 0), F.concat_ws("#", "sample_id", F.col("part").cast("string")))
