@@ -184,21 +184,23 @@ def ingest(
     The parse is cached for the three tables: use the result in a `with` block (or `unpersist()` it).
 
     format: one of READERS ("webdataset", "documents", "mmc4", "nemo_parquet").
+    An empty list of paths gives an empty result (NeMo Curator's readers do the same); folders or globs
+    that match no file raise FileNotFoundError, so a mistyped location never passes for an empty dataset.
     Samples whose id appears in more than one document keep the first document (ordered by
     file, then position in the file) and quarantine the others as `duplicate_sample_id`.
     """
     if format not in READERS:
         raise ValueError(f"format must be one of {sorted(READERS)}, got {format!r}")
     options = options or ReaderOptions()
-    files = list_files(paths, patterns or PATTERNS[format])
-    if not files:
+    files = list_files(paths, patterns or PATTERNS[format]) if paths else []
+    if not files and paths:  # a folder or glob matching nothing is a mistake; an empty list is empty input (as NeMo)
         raise FileNotFoundError(f"no {format} input files under {paths!r}")
     listing = spark.createDataFrame(list(enumerate(files)), "file_index long, path string")
     # Both caches are built here, in column batches of CACHE_BATCH_ROWS rows: Spark's default of
     # 10,000 rows is gigabytes per batch when rows carry image bytes (or megabyte paragraphs).
     with session_conf(spark, {"spark.sql.inMemoryColumnarStorage.batchSize": str(CACHE_BATCH_ROWS)}):
         union = (
-            listing.repartitionByRange(len(files), "file_index")
+            listing.repartitionByRange(max(1, len(files)), "file_index")
             .mapInArrow(_parse_files(READERS[format], options), UNION)
             .persist(StorageLevel.DISK_ONLY)
         )

@@ -646,7 +646,8 @@ def _tar_info(name: str, size: int) -> tarfile.TarInfo:
 def _sample_members(rows: list[dict], passthrough: list[str]) -> tuple[list[tuple[str, bytes]], int]:
     """One sample copy's tar members in NeMo's order (images by position, then `{key}.json`) and its item count.
 
-    URL-only images (no bytes) put their URL in `images` and write no member. Copies after the first
+    Images without bytes write no member: URL-only ones put their URL in `images`, the others the member
+    name they would have had (NeMo's writer does the same, so the slot survives). Copies after the first
     carry `"copy": j` after `images`.
     """
     sample_id, copy = rows[0]["sample_id"], rows[0][_COPY]
@@ -660,8 +661,8 @@ def _sample_members(rows: list[dict], passthrough: list[str]) -> tuple[list[tupl
         position = row["position"]
         if row["modality"] == "text":
             texts[position] = row["text_content"]
-        elif row["binary_content"] is None:
-            images[position] = row["image_url"]
+        elif row["binary_content"] is None:  # no member; the slot keeps its URL, else (as NeMo) its member name
+            images[position] = row["image_url"] or f"{key}.{position}.{_extension(row['content_type'])}"
         else:
             images[position] = f"{key}.{position}.{_extension(row['content_type'])}"
             members.append((images[position], row["binary_content"]))

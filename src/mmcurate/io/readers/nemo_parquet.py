@@ -20,6 +20,7 @@ from mmcurate.images import extract_tiff_frame
 from mmcurate.io.documents import Bad, Document, Item, ReaderOptions, select_fields
 from mmcurate.io.nemo import NEMO_COLUMNS
 from mmcurate.io.readers.records import PARQUET_BATCH_ROWS
+from mmcurate.schema import CORE_ITEM_COLUMNS
 
 
 def _is_text(t: pa.DataType) -> bool:
@@ -94,7 +95,11 @@ def _document(sample_id: str, rows: list[dict], path: str, locator: str, options
 
 def _item(row: dict, path: str) -> Item:
     modality = row.get("modality")
+    # mmcurate's own exports carry `image_id` and `image_url` as passthrough: the url is the item's, the id is
+    # recomputed from the bytes; neither may come back as a passthrough column beside the core ones
     fields = _non_null_extra(row)
+    url = fields.pop("image_url", None)
+    fields = {k: v for k, v in fields.items() if k not in CORE_ITEM_COLUMNS}
     ref = _parse_ref(row.get("source_ref"))
     if modality == "text":
         return Item("text", text=row.get("text_content"), content_type=row.get("content_type"),
@@ -102,8 +107,7 @@ def _item(row: dict, path: str) -> Item:
     if modality != "image":
         return Item(str(modality), error=("unsupported_modality", f"modality {modality!r}"), fields=fields)
     data = row.get("binary_content")
-    item = Item("image", data=data, content_type=row.get("content_type"), source_ref=ref, fields=fields,
-                url=fields.pop("image_url", None))
+    item = Item("image", data=data, content_type=row.get("content_type"), source_ref=ref, fields=fields, url=url)
     remote = ref and str(ref.get("path") or "").startswith(("http://", "https://"))
     if data is None and remote and not ref.get("member"):
         item.url = item.url or ref["path"]  # a web image: kept by URL, fetched by a download stage

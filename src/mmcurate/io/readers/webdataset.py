@@ -167,7 +167,9 @@ def _member_for(token, member_dir: str, members: dict) -> Optional[str]:
 
 
 def _default_member(record, stem, member_dir, members, options: ReaderOptions) -> Optional[str]:
-    """NeMo's fallback member for image tokens that are not member names themselves."""
+    """NeMo's fallback member for image tokens that are not member names themselves: the `image_member_field`
+    member, else the first token that is a member, else `{sample_id}{ext}` for the first image extension
+    present (sample_id: the `sample_id_field` value when set, else the JSON member's stem)."""
     if not isinstance(record, dict):
         return None
     if options.image_member_field:
@@ -179,8 +181,10 @@ def _default_member(record, stem, member_dir, members, options: ReaderOptions) -
         found = _member_for(token, member_dir, members)
         if found:
             return found
+    named = record.get(options.sample_id_field) if options.sample_id_field else None
+    sample_id = str(named) if named is not None else stem  # NeMo's sample id: the field's value, else the stem
     for ext in IMAGE_EXTENSIONS:
-        found = _member_for(f"{stem}{ext}", member_dir, members)
+        found = _member_for(f"{sample_id}{ext}", member_dir, members)
         if found:
             return found
     return None
