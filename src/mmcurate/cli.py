@@ -58,6 +58,8 @@ def cmd_ingest(args) -> int:
         sample_id_field=args.sample_id_field,
         per_image_fields=tuple(args.per_image_fields.split(",")) if args.per_image_fields else (),
         per_text_fields=tuple(args.per_text_fields.split(",")) if args.per_text_fields else (),
+        **({"json_extensions": tuple(args.json_extensions.split(","))} if args.json_extensions else {}),
+        **({"image_extensions": tuple(args.image_extensions.split(","))} if args.image_extensions else {}),
     )
     summary = steps.ingest(
         _lakehouse(args), args.input, args.format, options,
@@ -154,7 +156,7 @@ def cmd_export(args) -> int:
 
     options = {"overwrite": args.overwrite}
     if args.format == "parquet":
-        options["rows_per_file"] = args.rows_per_file
+        options.update(rows_per_file=args.rows_per_file, compression=args.compression)
     else:
         options.update(samples_per_shard=args.samples_per_shard, shard_bytes=args.shard_bytes, prefix=args.prefix,
                        seed=args.seed, resume=args.resume)
@@ -242,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fields", default=None, help="comma-separated passthrough fields to keep (default: all)")
     p.add_argument("--per-image-fields", default=None, help="comma-separated list fields aligned with images")
     p.add_argument("--per-text-fields", default=None, help="comma-separated list fields aligned with texts")
+    p.add_argument("--json-extensions", default=None, help="WebDataset: comma-separated sample member extensions (.json)")
+    p.add_argument("--image-extensions", default=None, help="WebDataset: extensions the {sample_id}{ext} fallback tries")
     p.add_argument("--app-id", default=None, help="idempotent commits: application id (with --app-version)")
     p.add_argument("--app-version", type=int, default=None)
 
@@ -269,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples-per-shard", type=int, default=None)
     p.add_argument("--shard-bytes", type=int, default=None, help="target shard size in bytes instead")
     p.add_argument("--rows-per-file", type=int, default=None, help="Parquet: rows per output file")
+    p.add_argument("--compression", default="snappy", help="Parquet: codec (snappy, zstd, gzip, lz4, none)")
     p.add_argument("--prefix", default="shard")
     p.add_argument("--seed", type=int, default=None, help="reshuffles which shard a sample lands in")
     p.add_argument("--mix", default=None, help="export this mix's training set (repeats, shuffled) instead of --table")

@@ -320,7 +320,8 @@ def export(
     times, shuffled across and within shards (seeded), from the table version the mix read. The
     shards' `manifest.json` records the lineage: the recipe that made the table, the mix, every
     table version read and the token totals. options go to `write_webdataset` (samples_per_shard,
-    shard_bytes, prefix, seed, shuffle, resume, overwrite) or `write_parquet` (rows_per_file, overwrite).
+    shard_bytes, prefix, seed, shuffle, resume, overwrite) or `write_parquet` (rows_per_file, compression,
+    overwrite).
     """
     from mmcurate.io.parquet_writer import write_parquet
     from mmcurate.io.webdataset_writer import write_webdataset

@@ -95,3 +95,28 @@ def test_an_empty_file_list_is_an_empty_result_and_a_folder_or_glob_without_file
         ingest(spark, str(tmp_path / "empty"), "webdataset")
     with pytest.raises(FileNotFoundError, match="no webdataset input files"):
         ingest(spark, str(tmp_path / "nothing-*.tar"), "webdataset")
+
+
+def test_custom_json_and_image_extensions_as_nemo(spark, tmp_path, photo_jpg):
+    """NeMo's custom mapping: samples in `.meta.json` members, the image fallback tries only the given extensions."""
+    record = {"doc_id": "d1", "texts": ["a", None], "images": [None, "primary"]}
+    shard = write_tar(tmp_path / "custom.tar", {"x.meta.json": json.dumps(record).encode(), "d1.jpeg": photo_jpg,
+                                                "other.json": b"{not a sample"})
+    options = ReaderOptions(sample_id_field="doc_id", json_extensions=(".meta.json",), image_extensions=(".jpeg",))
+    with ingest(spark, shard, "webdataset", options) as result:
+        assert result.quarantine.count() == 0  # other.json is not a sample member here
+        rows = {r.position: r for r in result.items.collect()}
+        assert rows[0].text_content == "a" and json.loads(rows[1].source_ref)["member"] == "d1.jpeg"
+        assert result.images.first().binary_content == photo_jpg
+    with pytest.raises(ValueError, match="json_extensions"):
+        ReaderOptions(json_extensions=".json")
+
+
+def test_parquet_compression_is_an_option_of_the_write(spark, tmp_path, test_data):
+    import pyarrow.parquet as pq
+
+    with ingest(spark, str(test_data / "wds_mint"), "webdataset") as source:
+        write_parquet(source.items, source.images, str(tmp_path / "zstd"), compression="zstd")
+    codecs = {pq.ParquetFile(p).metadata.row_group(0).column(0).compression for p in (tmp_path / "zstd").glob("*.parquet")}
+    assert codecs == {"ZSTD"}
+    assert spark.conf.get("spark.sql.parquet.compression.codec") == "snappy"  # the session's setting is untouched

@@ -62,6 +62,8 @@ class ReaderOptions:
 
     fields: passthrough fields to keep (None = all non-reserved ones; names that are core item
     columns are refused). sample_id_field: where the sample id comes from (format default when None).
+    json_extensions / image_extensions (WebDataset): which members are samples, and which
+    extensions the `{sample_id}{ext}` image fallback tries (NeMo Curator's options and defaults).
     max_pixels: images claiming more pixels go to quarantine undecoded (decompression bombs).
     max_text_chars: longer text items are quarantined rather than ingested.
     """
@@ -73,6 +75,8 @@ class ReaderOptions:
     image_member_field: Optional[str] = None
     per_image_fields: tuple[str, ...] = ()
     per_text_fields: tuple[str, ...] = ()
+    json_extensions: tuple[str, ...] = (".json",)
+    image_extensions: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif")
     max_pixels: int = MAX_PIXELS
     max_text_chars: int = 5_000_000
     max_items: int = 100_000
@@ -81,6 +85,11 @@ class ReaderOptions:
         reserved = sorted(set(self.fields or ()) & set(CORE_ITEM_COLUMNS))
         if reserved:
             raise ValueError(f"fields contains reserved keys: {reserved}")
+        for name in ("json_extensions", "image_extensions"):
+            value = getattr(self, name)
+            if isinstance(value, str) or not value or not all(isinstance(e, str) and e.startswith(".") for e in value):
+                raise ValueError(f"{name} must be a non-empty tuple of extensions starting with '.', got {value!r}")
+            object.__setattr__(self, name, tuple(e.lower() for e in value))
 
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")

@@ -21,6 +21,7 @@ def write_parquet(
     out_dir: str,
     *,
     rows_per_file: Optional[int] = None,
+    compression: str = "snappy",
     overwrite: bool = False,
 ) -> None:
     """Write NeMo Curator interleaved Parquet files under `out_dir` (a path Spark can write to).
@@ -30,6 +31,8 @@ def write_parquet(
 
     rows_per_file: aim for about this many rows per file (one count of `items` sizes the
         partitioning); None lets `spark.sql.shuffle.partitions` (and adaptive execution) decide.
+    compression: the Parquet codec (NeMo's default, snappy; or zstd, gzip, lz4, none), set on this
+        write only (the session's `spark.sql.parquet.compression.codec` is left alone).
     overwrite: replace an existing `out_dir`; otherwise an existing one is refused (Spark's
         "errorifexists").
 
@@ -44,6 +47,6 @@ def write_parquet(
         rows = rows.repartition(max(1, math.ceil(items.count() / rows_per_file)), "sample_id")
     (
         rows.sortWithinPartitions("sample_id", "position")
-        .write.mode("overwrite" if overwrite else "errorifexists")
+        .write.mode("overwrite" if overwrite else "errorifexists").option("compression", compression)
         .parquet(str(out_dir))
     )

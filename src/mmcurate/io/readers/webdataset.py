@@ -1,10 +1,10 @@
 """MINT-1T / NeMo Curator interleaved WebDataset shards.
 
-Each `.json` member is one sample with position-aligned `texts`/`images` lists. An image entry is
+Each `.json` member (`json_extensions`) is one sample with position-aligned `texts`/`images` lists. An image entry is
 either the name of a tar member (NeMo's writer: `{key}.{position}.{ext}`) or a token such as
 `page_0_image_3` (MINT-1T PDF shards), resolved like NeMo Curator does: the sample's
-`image_member_field`, else the first token that is a member, else `{stem}{ext}` for a known image
-extension (a token that itself names an image file is never replaced by a fallback: if absent it
+`image_member_field`, else the first token that is a member, else `{sample_id}{ext}` for an
+`image_extensions` entry (a token that itself names an image file is never replaced by a fallback: if absent it
 is a missing member). A TIFF member holds one frame per image, taken in order (`frame_index` in source_ref).
 """
 from __future__ import annotations
@@ -24,10 +24,6 @@ from mmcurate.images import extract_tiff_frame
 from mmcurate.io.documents import Bad, Document, Item, ReaderOptions, parse_json, source_ref
 from mmcurate.io.readers.aligned import aligned_document
 
-JSON_EXTENSIONS = (".json",)
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif")
-
-
 def unsafe_member_name(name: str) -> bool:
     """Absolute paths and `..` components: never trusted, whatever is later done with the name."""
     return name.startswith("/") or "\\" in name or ".." in name.split("/")
@@ -40,9 +36,10 @@ def read_webdataset(path: str, options: ReaderOptions) -> Iterator[Union[Documen
             with tarfile.open(fileobj=raw, mode="r:*") as tar:
                 members, problems = _index(tar, path)
                 yield from problems
-                json_names = [n for n in members if n.endswith(JSON_EXTENSIONS)]
+                json_names = [n for n in members if n.lower().endswith(options.json_extensions)]
                 if not json_names and not problems:
-                    yield Bad(path, "", "no_documents", "the tar holds no .json sample member")
+                    yield Bad(path, "", "no_documents",
+                              f"the tar holds no sample member ({', '.join(options.json_extensions)})")
                 reader = _MemberReader(tar, members, path)
                 for name in json_names:
                     yield _document(name, reader, options)
@@ -112,7 +109,7 @@ class _MemberReader:
 
 
 def _document(name: str, reader: _MemberReader, options: ReaderOptions) -> Union[Document, Bad]:
-    stem = posixpath.basename(name)[: -len(".json")] if name.endswith(".json") else posixpath.splitext(name)[0]
+    stem = posixpath.splitext(posixpath.basename(name))[0]  # NeMo's Path(name).stem
     try:
         raw = reader.read(name)
     except (tarfile.TarError, EOFError, OSError) as e:
@@ -128,7 +125,7 @@ def _document(name: str, reader: _MemberReader, options: ReaderOptions) -> Union
 
     def resolve(token, _ordinal) -> Item:
         member = _member_for(token, member_dir, reader.members)
-        names_a_file = isinstance(token, str) and token.lower().endswith(IMAGE_EXTENSIONS)
+        names_a_file = isinstance(token, str) and token.lower().endswith(options.image_extensions)
         if member is None and not names_a_file:
             member = default_member
         if member is None and isinstance(token, str) and "://" in token:
@@ -183,7 +180,7 @@ def _default_member(record, stem, member_dir, members, options: ReaderOptions) -
             return found
     named = record.get(options.sample_id_field) if options.sample_id_field else None
     sample_id = str(named) if named is not None else stem  # NeMo's sample id: the field's value, else the stem
-    for ext in IMAGE_EXTENSIONS:
+    for ext in options.image_extensions:
         found = _member_for(f"{sample_id}{ext}", member_dir, members)
         if found:
             return found
