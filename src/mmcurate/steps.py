@@ -75,7 +75,8 @@ def ingest(
         lake.write(quarantine, "quarantine", mode="append", commit_info=info, **txn)
         lake.write(items, "items", mode="append", commit_info=info, **txn)
         new_images = 0 if written.skipped else written.rows_added
-        return IngestResult(items, images, quarantine, result.files).summary(unique_images=new_images)
+        return IngestResult(items, images, quarantine, result.files, requested=result.requested).summary(
+            unique_images=new_images)
 
 
 @dataclass(frozen=True)

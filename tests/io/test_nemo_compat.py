@@ -120,3 +120,11 @@ def test_parquet_compression_is_an_option_of_the_write(spark, tmp_path, test_dat
     codecs = {pq.ParquetFile(p).metadata.row_group(0).column(0).compression for p in (tmp_path / "zstd").glob("*.parquet")}
     assert codecs == {"ZSTD"}
     assert spark.conf.get("spark.sql.parquet.compression.codec") == "snappy"  # the session's setting is untouched
+
+
+def test_requested_fields_that_no_document_has_are_named_and_warned(spark, test_data):
+    with ingest(spark, str(test_data / "wds_mint"), "webdataset", ReaderOptions(fields=("url", "titel"))) as result:
+        with pytest.warns(UserWarning, match="titel"):
+            summary = result.summary()
+        assert summary["absent_fields"] == ["titel"]
+        assert result.items.where("url IS NOT NULL").count() > 0

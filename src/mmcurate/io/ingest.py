@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Optional, Sequence
 
@@ -144,6 +145,7 @@ class IngestResult:
     quarantine: DataFrame
     files: list[str]
     _persisted: list[DataFrame] = field(default_factory=list, repr=False)
+    requested: tuple[str, ...] = ()
 
     def summary(self, unique_images: Optional[int] = None) -> dict:
         """Small counts for reports and invariants: documents, items per modality, images, quarantine per reason.
@@ -151,6 +153,9 @@ class IngestResult:
         unique_images: pass the count when it is already known (a write result), saving a job."""
         per_modality = {r.modality: r["count"] for r in self.items.groupBy("modality").count().collect()}
         reasons = {r.reason: r["count"] for r in self.quarantine.groupBy("reason").count().collect()}
+        absent = self.absent_fields()
+        if absent:
+            warnings.warn(f"requested fields absent from every ingested document: {absent}", stacklevel=2)
         return {
             "files": len(self.files),
             "documents": per_modality.get("metadata", 0),
@@ -159,7 +164,16 @@ class IngestResult:
             "unique_images": self.images.count() if unique_images is None else unique_images,
             "quarantined": sum(reasons.values()),
             "quarantine_reasons": reasons,
+            "absent_fields": absent,
         }
+
+    def absent_fields(self) -> list[str]:
+        """The requested fields (`fields`, `per_image_fields`, `per_text_fields`) no ingested item has a value
+        for: a misspelt field name gives an all-null column, so it is named (and warned about) instead."""
+        present = [name for name in self.requested if name in self.items.columns]
+        counts = self.items.agg(*[F.count(F.col(f"`{name}`")).alias(name) for name in present]).first() \
+            if present else None
+        return sorted(name for name in self.requested if name not in present or not counts[name])
 
     def unpersist(self) -> None:
         for df in self._persisted:
@@ -230,7 +244,8 @@ def ingest(
         .select(*IMAGES.fieldNames())
         .dropDuplicates(["image_id"])
     )
-    return IngestResult(items, images, quarantine, files, [union, items])
+    requested = (*(options.fields or ()), *options.per_image_fields, *options.per_text_fields)
+    return IngestResult(items, images, quarantine, files, [union, items], tuple(dict.fromkeys(requested)))
 
 
 def _with_passthrough(items: DataFrame, options: ReaderOptions) -> DataFrame:
