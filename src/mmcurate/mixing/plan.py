@@ -25,7 +25,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mmcurate.mixing.spec import KIND_GROUPS, Mix, MixError, Weighted
-from mmcurate.schema import CORE_ITEM_COLUMNS, is_modality, require_columns
+from mmcurate.schema import CORE_ITEM_COLUMNS, is_modality, renumber_positions, require_columns
 from mmcurate.select import SignalTable, column_words
 from mmcurate.stage import ITEM_KEY, SAMPLE_KEY
 
@@ -341,8 +341,6 @@ def _realized(mix: Mix, frame: DataFrame) -> DataFrame:
 def mixed_items(items: DataFrame, samples: DataFrame) -> tuple[DataFrame, DataFrame]:
     """(the items of every part that trains, under its export_id with positions renumbered from 0 and the
     sample's metadata row in each part; (sample_id=export_id, repeats)) for `write_webdataset`."""
-    from mmcurate.schema import renumber_positions
-
     training = samples.where((F.col("repeats") > 0) & (F.col("part") >= 0))
     ranges = training.select(F.col("sample_id").alias("_sid"), "export_id", "first_position", "last_position")
     inside = (F.col("position") == -1) | F.col("position").between(F.col("first_position"), F.col("last_position"))
