@@ -94,14 +94,19 @@ class Annotated:
         return asdict(self)
 
 
-def stage_info(lake: Lakehouse, table: str) -> Optional[dict]:
-    """What the newest annotate commit of `table` recorded (stage, version, params, key, fingerprint), or None."""
+def newest_commit(lake: Lakehouse, table: str, step: str, **fields: Any) -> Optional[dict]:
+    """What the newest commit of `table` by `step` (with these field values) recorded, or None."""
     if not lake.exists(table):
         return None
     for _, info in lake.commit_infos(table):
-        if info.get("step") == "annotate":
+        if info.get("step") == step and all(info.get(k) == v for k, v in fields.items()):
             return info
     return None
+
+
+def stage_info(lake: Lakehouse, table: str) -> Optional[dict]:
+    """What the newest annotate commit of `table` recorded (stage, version, params, key, fingerprint), or None."""
+    return newest_commit(lake, table, "annotate")
 
 
 def rebuilt_at(lake: Lakehouse, table: str) -> Optional[int]:
@@ -358,15 +363,13 @@ def export(
 
 def _mix_record(lake: Lakehouse, mix: str) -> dict:
     """What the newest `mix` commit of this mix recorded (table, versions read); an error if it never ran."""
-    for _, info in lake.commit_infos("mix_samples") if lake.exists("mix_samples") else []:
-        if info.get("step") == "mix" and info.get("mix") == mix:
-            return info
-    raise MixError(f"no mix named {mix!r} in this lakehouse: run `mmcurate mix --mix {mix}` first")
+    info = newest_commit(lake, "mix_samples", "mix", mix=mix)
+    if info is None:
+        raise MixError(f"no mix named {mix!r} in this lakehouse: run `mmcurate mix --mix {mix}` first")
+    return info
 
 
 def _select_record(lake: Lakehouse, table: str) -> Optional[dict]:
     """The recipe, its version and the table versions of the `select` that last wrote `table`, if one did."""
-    for _, info in lake.commit_infos(table):
-        if info.get("step") == "select":
-            return {k: info.get(k) for k in ("recipe", "recipe_version", "read")}
-    return None
+    info = newest_commit(lake, table, "select")
+    return {k: info.get(k) for k in ("recipe", "recipe_version", "read")} if info else None
