@@ -30,18 +30,31 @@ def interleaved_rows(items: DataFrame, images: DataFrame) -> DataFrame:
     """
     require_columns(items, ITEMS, where="interleaved_rows(items)")
     require_columns(images, IMAGE_COLUMNS, where="interleaved_rows(images)")
-    known = images.select("image_id", "binary_content", F.col("content_type").alias("__image_content_type"))
     passthrough = [literal_column(name) for name in items.columns if name not in NEMO_COLUMNS]
-    return items.join(known, "image_id", "left").select(
+    return join_image_bytes(items, image_bytes(images), "left").select(
         "sample_id",
         "position",
         "modality",
-        F.coalesce("__image_content_type", "content_type").alias("content_type"),
+        "content_type",
         "text_content",
         "binary_content",
         "source_ref",
         F.lit(None).cast("string").alias("materialize_error"),
         *passthrough,
+    )
+
+
+def image_bytes(images: DataFrame) -> DataFrame:
+    """What an export takes from `images`: the bytes, and the MIME type read from them."""
+    return images.select("image_id", "binary_content", F.col("content_type").alias("__image_content_type"))
+
+
+def join_image_bytes(rows: DataFrame, known: DataFrame, how: str) -> DataFrame:
+    """`rows` joined with `image_bytes(images)` on image_id; an image's own MIME type wins over the item's."""
+    return (
+        rows.join(known, "image_id", how)
+        .withColumn("content_type", F.coalesce("__image_content_type", "content_type"))
+        .drop("__image_content_type")
     )
 
 

@@ -36,7 +36,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from mmcurate.io.nemo import IMAGE_COLUMNS, literal_column
+from mmcurate.io.nemo import IMAGE_COLUMNS, image_bytes, join_image_bytes, literal_column
 from mmcurate.schema import CORE_ITEM_COLUMNS, ITEMS, METADATA_POSITION, MODALITIES, require_columns
 
 DEFAULT_SAMPLES_PER_SHARD = 1000
@@ -358,25 +358,11 @@ def _writer_input(placed: DataFrame, images: DataFrame, n_shards: int, shuffle: 
     partitioning would put several shards in one task while leaving others empty.
     """
     if strategy == "images":
-        rows = _bytes_joined(placed.repartitionById(n_shards, _SHARD), F.broadcast(_known(images)), "left")
+        rows = join_image_bytes(placed.repartitionById(n_shards, _SHARD), F.broadcast(image_bytes(images)), "left")
     else:
         rows = _with_bytes(placed, images, broadcast=strategy == "occurrences").repartitionById(n_shards, _SHARD)
     order = [_SHARD, *([_ORDER] if shuffle else []), "sample_id", _COPY, "position"]
     return rows.drop("image_id", "source_ref").sortWithinPartitions(*order)  # after the join: Spark drops one below
-
-
-def _known(images: DataFrame) -> DataFrame:
-    """What the join takes from `images`: the bytes, and the MIME type read from them."""
-    return images.select("image_id", "binary_content", F.col("content_type").alias("__image_content_type"))
-
-
-def _bytes_joined(rows: DataFrame, known: DataFrame, how: str) -> DataFrame:
-    """`rows` joined with `known` images on image_id; an image's own MIME type wins over the item's."""
-    return (
-        rows.join(known, "image_id", how)
-        .withColumn("content_type", F.coalesce("__image_content_type", "content_type"))
-        .drop("__image_content_type")
-    )
 
 
 def _with_bytes(placed: DataFrame, images: DataFrame, broadcast: bool) -> DataFrame:
@@ -387,7 +373,7 @@ def _with_bytes(placed: DataFrame, images: DataFrame, broadcast: bool) -> DataFr
     occurrences of images the table lacks, are unioned in after.
     """
     occurrences = placed.where(_is_occurrence())
-    joined = _bytes_joined(_known(images), F.broadcast(occurrences) if broadcast else occurrences, "inner")
+    joined = join_image_bytes(image_bytes(images), F.broadcast(occurrences) if broadcast else occurrences, "inner")
     no_bytes = F.lit(None).cast("binary").alias("binary_content")
     missing = occurrences.join(images.select("image_id"), "image_id", "left_anti").select("*", no_bytes)
     others = placed.where(~_is_occurrence()).select("*", no_bytes)
