@@ -36,7 +36,7 @@ from mmcurate import steps
 from mmcurate.lakehouse import Lakehouse
 
 lake = Lakehouse.open(spark, params["lakehouse"])  # noqa: F821  (native Delta on Databricks)
-summary = steps.ingest(lake, params["input"], params["format"], app_id="notebook-ingest", app_version=1)
+summary = steps.ingest(lake, params["input"], params["format"], skip_ingested=True)  # files already ingested are skipped
 summary
 
 # COMMAND ----------

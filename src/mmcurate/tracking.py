@@ -51,7 +51,8 @@ class MlflowTracker(NoTracking):
             f"sqlite:///{os.path.abspath(directory)}/mlflow.db"
         self.client = MlflowClient(tracking_uri=self.uri)
         self.experiment = settings.get("experiment") or "mmcurate"
-        found = self.client.get_experiment_by_name(self.experiment)
+        with _quiet("mlflow.store.db.utils", "alembic"):  # the local store's "Creating initial tables" lines
+            found = self.client.get_experiment_by_name(self.experiment)
         if found is not None:
             experiment_id = found.experiment_id
         else:
@@ -106,6 +107,22 @@ class MlflowTracker(NoTracking):
 
     def where(self) -> dict:
         return {"tracking_uri": self.uri, "experiment": self.experiment, "run_id": self.run_id}
+
+
+@contextmanager
+def _quiet(*names: str) -> Iterator[None]:
+    """Raise these loggers to WARNING for the block, then restore their levels."""
+    import logging
+
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 @contextmanager

@@ -243,6 +243,58 @@ def first_jpeg(doc):
     return next((i for i in image_positions(doc) if doc["files"][i] and doc["files"][i].suffix == ".jpg"), None)
 
 
+SHOWCASE_DIR = OUT / "images" / "showcase"
+IMAGES = SHARED / "images"
+
+
+def showcase_docs(mirror_of):
+    """Documents that make curation visible in the demo beside the tutorial pages: motion-blurred photos (blur),
+    a QR-code poster (QR filter), a photo gallery with three words (image-to-text ratio), a text-only note (ratio 0,
+    dropped as NeMo does) and a mirror of a tutorial page under another address (exact duplicates)."""
+    import segno
+
+    SHOWCASE_DIR.mkdir(parents=True, exist_ok=True)
+    qr = SHOWCASE_DIR / "poster_qr.png"
+    segno.make("https://docs.opencv.org/4.6.0/", error="m").save(str(qr), kind="png", scale=12, border=2)
+
+    def doc(slug, title, parts):
+        texts = [p if isinstance(p, str) else None for p in parts]
+        files = [p if isinstance(p, Path) else None for p in parts]
+        return {"sample_id": f"showcase/{slug}", "url": f"showcase/{slug}.html", "title": title,
+                "source": "mmcurate_showcase", "texts": texts, "files": files,
+                "images": [f.name if f else None for f in files]}
+
+    blur = ("Motion blur appears when the camera or the subject moves during the exposure. The two photographs "
+            "below were taken from a moving car and by a shaking hand: edges smear along the direction of motion "
+            "and the variance of the Laplacian, a standard sharpness measure, falls far below that of a still shot.")
+    return [
+        doc("motion-blur", "Motion blur in practice", [
+            blur, IMAGES / "skimage" / "clock_motion.png", "A wall clock photographed with a slow shutter.",
+            IMAGES / "opencv_debian" / "licenseplate_motion.jpg",
+            "A licence plate smeared by the motion of the car; no character can be read."]),
+        doc("moon-survey", "Observing the Moon", [
+            "The Moon is the easiest object for a first night with a small telescope. Even at low magnification "
+            "the terminator, the line between day and night, shows crater walls in sharp relief, while the full "
+            "Moon looks flat and washed out.", IMAGES / "skimage" / "moon.png",
+            "A soft, low-contrast view of the lunar surface taken through thin clouds."]),
+        doc("conference-poster", "Conference poster with a link", [
+            "Our poster summarises the tutorial series on image processing with OpenCV. Scan the code to open the "
+            "documentation on your phone, or read the fruit segmentation example printed on the right.",
+            qr, IMAGES / "opencv_debian" / "fruits.jpg",
+            "Colour thresholds in HSV separate the fruits from the table cloth."]),
+        doc("photo-gallery", "Gallery", [
+            "Holiday photos, 2023.", IMAGES / "skimage" / "rocket.jpg", IMAGES / "skimage" / "chelsea.png",
+            IMAGES / "skimage" / "hubble_deep_field.jpg", IMAGES / "opencv_debian" / "baboon.jpg"]),
+        doc("reading-note", "Reading note", [
+            "Notes on the history of photography: the daguerreotype, announced in 1839, fixed an image on a "
+            "silvered copper plate; each picture was unique and could not be copied.",
+            "The calotype of Henry Fox Talbot produced a paper negative from which any number of positive prints "
+            "could be made, and this negative-positive process shaped photography for a century and a half."]),
+        {**mirror_of, "sample_id": "showcase/mirror/" + mirror_of["sample_id"], "url": "showcase/mirror/" + mirror_of["url"],
+         "source": "mmcurate_showcase"},
+    ]
+
+
 def demo_tamper(targets):
     """Make a tamper function that truncates the first JPEG of targets[0] and the JSON of targets[1]."""
     def tamper(doc, blobs):
@@ -397,8 +449,9 @@ FIXTURES = {
                          "sentences), `image_base64` bytes; `matched_sim` is null (no CLIP score available)"),
     "nemo_parquet": ("nemo_parquet/items.parquet", "NeMo Curator INTERLEAVED_SCHEMA, one row per item, metadata "
                      "row at position -1 with passthrough `url`"),
-    "demo_wds": ("src/mmcurate/demo_data/wds/shard-00000{0,1,2}.tar", "package demo, WDS layout as wds_mint; "
-                 "last shard has a truncated JPEG and a truncated JSON member"),
+    "demo_wds": ("src/mmcurate/demo_data/wds/shard-00000{0,1,2,3}.tar", "package demo, WDS layout as wds_mint; "
+                 "shard 2 has a truncated JPEG and a truncated JSON member; shard 3 holds the showcase documents "
+                 "(blurred photos, a QR poster, a gallery, a text-only note, a mirrored page)"),
 }
 
 
@@ -423,10 +476,13 @@ def write_readmes(stats):
         "|---|---|---|---|---|---|---|---|\n" + rows, encoding="utf-8")
     (DEMO / "README.md").write_text(
         "# mmcurate demo data\n\n"
-        f"`wds/shard-00000{{0,1,2}}.tar`: {stats['demo_wds']['documents']} interleaved documents in MINT-1T / NeMo "
+        f"`wds/shard-00000{{0,1,2,3}}.tar`: {stats['demo_wds']['documents']} interleaved documents in MINT-1T / NeMo "
         "Curator WebDataset layout, made from real OpenCV 4.6 tutorial pages and their images as shipped in "
         "Debian's `opencv-doc` package (licence Apache-2.0 / BSD-3-Clause, (c) OpenCV contributors). Generated "
-        "by `tests/data/make_fixtures.py`.\n\nThe last shard deliberately contains two bad members so the demo "
+        "by `tests/data/make_fixtures.py`.\n\nShard 3 holds showcase documents that make each rule visible: "
+        "motion-blurred photos and a soft Moon (scikit-image and OpenCV sample images), a QR-code poster "
+        "(generated with segno), a four-photo gallery with three words, a text-only note and a mirror of a "
+        "tutorial page.\n\nShard 2 deliberately contains two bad members so the demo "
         "shows quarantine: " + "; ".join(f"`{b['member']}` ({b['kind'].replace('_', ' ')})"
                                          for b in stats["demo_wds"]["bad_members"]) + ".\n", encoding="utf-8")
 
@@ -444,9 +500,11 @@ def main():
         "obelics": obelics["docs"], "obelics_with_bytes": obelics["with_bytes"],
         "mmc4": mmc4["docs"], "mmc4_with_images": mmc4["with_images"],
         "nemo_parquet": write_nemo(OUT / "nemo_parquet" / "items.parquet", tests[:8]),
-        "demo_wds": write_wds(DEMO / "wds", [demo[:third], demo[third:2 * third], demo[2 * third:]], demo_tamper(
+        "demo_wds": write_wds(DEMO / "wds", [demo[:third], demo[third:2 * third], demo[2 * third:],
+                                             showcase_docs(demo[0])], demo_tamper(
             (next(d for d in demo[2 * third:] if first_jpeg(d) is not None), demo[-1]))),
     }
+    stats["demo_wds"]["showcase_documents"] = sum(d.startswith("showcase/") for d in stats["demo_wds"]["sample_ids"])
     stats["unresolved_images"] = [{"sample_id": d["sample_id"], "position": i, "src": d["images"][i]}
                                   for d in docs for i in image_positions(d) if d["files"][i] is None]
     (OUT / "fixtures.json").write_text(json.dumps(stats, indent=1) + "\n", encoding="utf-8")
