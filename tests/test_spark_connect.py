@@ -149,9 +149,9 @@ def connect_server(tmp_path_factory):
 
 def start_client(server: ConnectServer, out: Path) -> subprocess.Popen:
     """This file as a script in a fresh interpreter (a Connect session only); it waits for the server."""
-    log = open(out.parent / f"{out.name}-client.log", "w")
-    return subprocess.Popen([sys.executable, __file__, str(out), str(server.port)], stdout=log,
-                            stderr=subprocess.STDOUT, env=child_env(SPARK_REMOTE=server.url))
+    with open(out.parent / f"{out.name}-client.log", "w") as log:  # the child keeps its own handle
+        return subprocess.Popen([sys.executable, __file__, str(out), str(server.port)], stdout=log,
+                                stderr=subprocess.STDOUT, env=child_env(SPARK_REMOTE=server.url))
 
 
 def client_report(client: subprocess.Popen, server: ConnectServer, out: Path) -> dict:
@@ -178,9 +178,14 @@ def test_pipeline_through_spark_connect_equals_a_local_run(spark, connect_server
     from chispa import assert_df_equality
 
     client = start_client(connect_server, tmp_path / "connect")  # runs while the local session works
-    local = json.loads(json.dumps(curate(spark, str(tmp_path / "local")), default=str))
-    connect_server.wait_ready()
-    remote = client_report(client, connect_server, tmp_path / "connect")
+    try:
+        local = json.loads(json.dumps(curate(spark, str(tmp_path / "local")), default=str))
+        connect_server.wait_ready()
+        remote = client_report(client, connect_server, tmp_path / "connect")
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
 
     # the probe asked the server: no Delta there, so auto picked embedded and native is refused, naming why
     assert remote["is_connect"] and not remote["has_delta_connector"]

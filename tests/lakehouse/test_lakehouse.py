@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mmcurate.lakehouse import (
+    BackendUnavailableError,
     Lakehouse,
     LakehouseError,
     SchemaMismatchError,
@@ -146,6 +147,14 @@ def test_a_write_the_driver_cannot_see_fails_naming_shared_storage(spark, tmp_pa
     with pytest.raises(LakehouseError, match="this process cannot see it.*same disk, or an object store"):
         lake.write(frame(spark, rows(3)), "t")
     assert not lake.exists("t")
+
+
+def test_native_without_delta_on_the_server_is_refused_naming_why(spark, tmp_path):
+    if has_delta_connector(spark):
+        pytest.skip("this session has Delta")
+    with pytest.raises(BackendUnavailableError, match=r"needs Delta on the Spark server.*format\('delta'\) does not"):
+        Lakehouse.open(spark, str(tmp_path), backend="native")
+    assert Lakehouse.open(spark, str(tmp_path)).backend.name == "embedded"
 
 
 def test_delta_log_folders_are_listed_by_spark(spark, tmp_path):
