@@ -1,6 +1,9 @@
 """Packaging for mmcurate: curation of interleaved image-text data on PySpark + Delta Lake."""
 from setuptools import find_packages, setup
 
+CONNECT = ["grpcio>=1.76.0", "grpcio-status>=1.76.0", "googleapis-common-protos>=1.71.0", "zstandard>=0.25.0"]
+"""What a Spark Connect client needs beyond pyspark (pyspark 4.2's own `connect` extra)."""
+
 setup(
     name="mmcurate",
     version="0.1.0",
@@ -38,7 +41,8 @@ setup(
     ],
     extras_require={
         "fasttext": ["fasttext-community"],
-        "test": ["pytest", "chispa", "segno", "datasketch", "fasttext-community", "datatrove"],
+        "connect": CONNECT,
+        "test": ["pytest", "chispa", "segno", "datasketch", "fasttext-community", "datatrove", *CONNECT],
     },
     entry_points={"console_scripts": ["mmcurate=mmcurate.cli:main"]},
 )

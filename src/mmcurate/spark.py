@@ -2,7 +2,8 @@
 
 On Databricks or in a notebook the session already exists and is returned untouched: the library
 never changes a setting the user owns, it sets what one operation needs for that operation only
-(`session_conf`). Otherwise a session is built, `local[*]` unless spark-submit gave a master.
+(`session_conf`). Otherwise a session is built: a Spark Connect client when `$SPARK_REMOTE` names a
+server (`sc://host:port`), else `local[*]` unless spark-submit gave a master.
 """
 from __future__ import annotations
 
@@ -45,16 +46,24 @@ def get_spark(
 
     A new session is `local[*]` (or `$MMCURATE_SPARK_MASTER`) with local defaults, unless the
     process was started by spark-submit, whose master and settings are kept. Sets PYSPARK_PYTHON
-    to the running interpreter so executors use the same environment.
+    to the running interpreter so executors use the same environment. Without `master`, a set
+    `$SPARK_REMOTE` gives a Spark Connect session to that server, with only runtime settings
+    (`conf` on top of SESSION_CONF): the server owns its master, memory and Python workers.
     """
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
+    settings = {**SESSION_CONF, **(conf or {})}
+    remote = os.environ.get("SPARK_REMOTE")
+    if remote and not master:
+        builder = SparkSession.builder.remote(remote).appName(app_name)
+        for key, value in settings.items():
+            builder = builder.config(key, value)
+        return builder.getOrCreate()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name)
     launched_by_spark_submit = "PYSPARK_GATEWAY_PORT" in os.environ
-    settings = {**SESSION_CONF, **(conf or {})}
     if master or not launched_by_spark_submit:
         builder = builder.master(master or os.environ.get("MMCURATE_SPARK_MASTER", "local[*]"))
         settings = {**LOCAL_CONF, "spark.driver.extraJavaOptions": _QUIET_LOGGING, **settings}
@@ -63,6 +72,12 @@ def get_spark(
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+def is_connect(spark: SparkSession) -> bool:
+    """True for a Spark Connect session (Databricks serverless and Connect, shared clusters): it has no
+    sparkContext, no JVM gateway and no RDDs, and its DataFrames are analysed by the server, lazily."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
 
 
 @contextmanager

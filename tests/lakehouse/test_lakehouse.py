@@ -13,7 +13,9 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mmcurate.lakehouse import (
+    BackendUnavailableError,
     Lakehouse,
+    LakehouseError,
     SchemaMismatchError,
     TableExistsError,
     TableNotFoundError,
@@ -134,6 +136,37 @@ def test_failed_write_leaves_no_files_behind(spark, tmp_path):
     with pytest.raises(Exception):
         lake.write(frame(spark, rows(3)).withColumn("score", fail("score")), "t")
     assert sorted(os.listdir(tmp_path / "t")) == before
+
+
+def test_a_write_the_driver_cannot_see_fails_naming_shared_storage(spark, tmp_path, monkeypatch):
+    """As with a Spark Connect server writing to a disk the client does not share: the files never appear here."""
+    from pyspark.sql import DataFrameWriter
+
+    lake = Lakehouse.open(spark, str(tmp_path), backend="embedded")
+    monkeypatch.setattr(DataFrameWriter, "parquet", lambda self, path, *a, **k: None)
+    with pytest.raises(LakehouseError, match="this process cannot see it.*same disk, or an object store"):
+        lake.write(frame(spark, rows(3)), "t")
+    assert not lake.exists("t")
+
+
+def test_native_without_delta_on_the_server_is_refused_naming_why(spark, tmp_path):
+    if has_delta_connector(spark):
+        pytest.skip("this session has Delta")
+    with pytest.raises(BackendUnavailableError, match=r"needs Delta on the Spark server.*format\('delta'\) does not"):
+        Lakehouse.open(spark, str(tmp_path), backend="native")
+    assert Lakehouse.open(spark, str(tmp_path)).backend.name == "embedded"
+
+
+def test_delta_log_folders_are_listed_by_spark(spark, tmp_path):
+    """The native backend's path-root listing (no JVM gateway, so it works through Spark Connect)."""
+    from mmcurate.lakehouse.native import delta_log_folders
+
+    assert delta_log_folders(spark, str(tmp_path / "absent")) == []
+    lake = Lakehouse.open(spark, str(tmp_path), backend="embedded")
+    lake.write(frame(spark, rows(2)), "b")
+    lake.write(frame(spark, rows(2)), "a")
+    (tmp_path / "not_a_table").mkdir()
+    assert delta_log_folders(spark, str(tmp_path)) == ["a", "b"]
 
 
 def test_tables_written_here_are_real_delta_for_other_readers(spark, tmp_path):

@@ -13,6 +13,7 @@ from typing import Any, Mapping, Optional
 from pyspark.sql import DataFrame, SparkSession
 
 from mmcurate.lakehouse.base import (
+    BackendUnavailableError,
     CommitConflictError,
     LakehouseError,
     SchemaMismatchError,
@@ -24,7 +25,7 @@ from mmcurate.lakehouse.base import (
     check_mode,
 )
 from mmcurate.lakehouse.embedded import EmbeddedBackend
-from mmcurate.lakehouse.native import NativeBackend, has_delta_connector
+from mmcurate.lakehouse.native import NativeBackend, delta_unavailable
 
 BACKENDS = ("auto", "embedded", "native")
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -38,6 +39,7 @@ __all__ = [
     "SchemaMismatchError",
     "UnsupportedTableError",
     "CommitConflictError",
+    "BackendUnavailableError",
 ]
 
 
@@ -59,13 +61,19 @@ class Lakehouse:
         """Open (lazily create) the lakehouse at `root`.
 
         backend: "native" uses the session's Delta connector, "embedded" Spark Parquet + delta-rs,
-        "auto" picks native when `format("delta")` resolves in this session.
+        "auto" picks native when the Spark *server* has Delta (`delta_unavailable` asks it, so a Spark
+        Connect client with the `delta` package talking to a server without it gets "embedded").
+        "native" on a server without Delta raises BackendUnavailableError saying what is missing.
         storage_options: delta-rs credentials/options for object stores (embedded backend only).
         """
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        if backend == "auto":
-            backend = "native" if has_delta_connector(spark) else "embedded"
+        if backend in ("auto", "native"):
+            missing = delta_unavailable(spark)
+            if missing and backend == "native":
+                raise BackendUnavailableError(f"backend='native' needs Delta on the Spark server, but {missing}; "
+                                              "use backend='embedded' (or 'auto') there")
+            backend = "embedded" if missing else "native"
         if backend == "native":
             return cls(spark, NativeBackend(spark, root))
         return cls(spark, EmbeddedBackend(spark, root, storage_options))

@@ -39,6 +39,10 @@ class CommitConflictError(LakehouseError):
     """Another writer committed a conflicting change first; nothing of this write is visible."""
 
 
+class BackendUnavailableError(LakehouseError):
+    """The backend asked for cannot run on this session's Spark server (backend='native' without Delta there)."""
+
+
 @dataclass(frozen=True)
 class WriteResult:
     """What a write did: the table version it produced, files and rows added, or that it was skipped."""

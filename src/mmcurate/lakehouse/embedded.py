@@ -29,6 +29,7 @@ from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 from mmcurate.lakehouse.base import (
     COMMIT_INFO_KEY,
     CommitConflictError,
+    LakehouseError,
     SchemaMismatchError,
     TableExistsError,
     TableNotFoundError,
@@ -210,11 +211,7 @@ class EmbeddedBackend:
         try:
             with session_conf(self.spark, WRITE_CONF):
                 df.write.mode("error").parquet(f"{self.location(table)}/{folder}")
-            files = sorted(
-                info.path
-                for info in self.fs.get_file_info(pafs.FileSelector(staging_fs))
-                if info.is_file and info.base_name.endswith(".parquet")
-            )
+            files = self._written_files(f"{self.location(table)}/{folder}", staging_fs)
             actions, rows = add_actions(self.fs, self._fs_path(table), files)
             metadata = {"engine": "mmcurate-embedded"}
             if commit_info:
@@ -232,6 +229,19 @@ class EmbeddedBackend:
         if not actions:
             self._remove_quietly(staging_fs)
         return WriteResult(table, version, files_added=len(actions), rows_added=rows)
+
+    def _written_files(self, location: str, staging_fs: str) -> list[str]:
+        """The Parquet files Spark just wrote to `location`, listed by this (the driver's) process, which commits
+        them; an error saying why when it cannot see them (a Spark Connect server on other storage)."""
+        try:
+            found = self.fs.get_file_info(pafs.FileSelector(staging_fs))
+        except FileNotFoundError as e:
+            raise LakehouseError(
+                f"Spark wrote {location}, but this process cannot see it: the embedded backend commits the Delta "
+                "log from the driver (the client, under Spark Connect), so it must reach the storage the Spark "
+                "executors write to (the same disk, or an object store both reach by the same URI); otherwise "
+                "use backend='native' on a server with Delta") from e
+        return sorted(info.path for info in found if info.is_file and info.base_name.endswith(".parquet"))
 
     def _commit(self, table, dt, actions, mode, arrow_schema, properties) -> int:
         if dt is None:

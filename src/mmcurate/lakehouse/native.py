@@ -22,6 +22,20 @@ from mmcurate.lakehouse.base import (
     replace_where_sql,
     schema_differences,
 )
+from mmcurate.spark import is_connect
+
+
+def delta_log_folders(spark: SparkSession, root: str) -> list[str]:
+    """Names of the folders directly under `root` that hold a `_delta_log`, listed by the Spark server
+    (a path-only `binaryFile` scan reads no file's bytes): no JVM gateway, so it works through Connect."""
+    try:
+        found = (spark.read.format("binaryFile").load(f"{root.rstrip('/')}/*/_delta_log")
+                 .select(F.element_at(F.split("path", "/"), -3).alias("name")).distinct().collect())
+    except Exception as e:  # a root (or glob) that matches nothing
+        if "PATH_NOT_FOUND" in str(e) or "Path does not exist" in str(e):
+            return []
+        raise
+    return sorted(row.name for row in found)
 
 
 def is_catalog_name(root: str) -> bool:
@@ -61,13 +75,7 @@ class NativeBackend:
     def tables(self) -> list[str]:
         if self.catalog:
             return sorted(t.name for t in self.spark.catalog.listTables(self.root))
-        jvm = self.spark._jvm
-        path = jvm.org.apache.hadoop.fs.Path(self.root)
-        fs = path.getFileSystem(self.spark._jsc.hadoopConfiguration())
-        if not fs.exists(path):
-            return []
-        names = [s.getPath().getName() for s in fs.listStatus(path) if s.isDirectory()]
-        return sorted(n for n in names if self.exists(n))
+        return sorted(n for n in delta_log_folders(self.spark, self.root) if self.exists(n))
 
     def version(self, table: str) -> int:
         return self._delta_table(table).history(1).select("version").first()[0]
@@ -146,13 +154,38 @@ class NativeBackend:
         return WriteResult(table, after)
 
 
-def has_delta_connector(spark: SparkSession) -> bool:
-    """True when `format("delta")` resolves in this session (probed without touching any table)."""
-    probe = "/nonexistent/mmcurate-delta-probe"
+_PROBE = "/nonexistent/mmcurate-delta-probe"
+_NO_SOURCE = ("DATA_SOURCE_NOT_FOUND", "Failed to find data source", "ClassNotFoundException")
+
+
+def delta_unavailable(spark: SparkSession) -> Optional[str]:
+    """Why the session's Spark *server* cannot run the native backend, or None when it can.
+
+    The client's `delta` package says nothing about the server: through Spark Connect a server
+    without Delta fails only when a plan reaches it (`NO_HANDLER_FOR_EXTENSION ... DeltaRelation`).
+    So this asks the server: `.schema` makes it analyse a `format("delta")` read of a path that does
+    not exist (no table is touched; Connect analyses lazily, classic at `load`), and on Connect a
+    `DeltaTable.isDeltaTable` on that path checks that Delta's Connect plugin is installed.
+    """
     try:
-        spark.read.format("delta").load(probe)
+        spark.read.format("delta").load(_PROBE).schema
     except Exception as e:  # the error's text is the only portable signal (classic and Connect)
-        text = str(e)
-        return not ("DATA_SOURCE_NOT_FOUND" in text or "Failed to find data source" in text
-                    or "ClassNotFoundException" in text)
-    return True
+        if any(marker in str(e) for marker in _NO_SOURCE):
+            return "the Spark server has no Delta data source (format('delta') does not resolve there)"
+    if is_connect(spark):
+        try:
+            from delta.tables import DeltaTable
+
+            DeltaTable.isDeltaTable(spark, _PROBE)
+        except ImportError as e:
+            return f"the client lacks delta-spark's Spark Connect support ({e})"
+        except Exception as e:  # any other refusal (a path policy) came from a server that handles Delta
+            if "NO_HANDLER_FOR_EXTENSION" in str(e):
+                return ("the Spark Connect server does not serve Delta's Connect API (`delta.tables`): start it with "
+                        "the Delta Connect server jars and plugins (Delta Lake's 'Delta Connect' docs)")
+    return None
+
+
+def has_delta_connector(spark: SparkSession) -> bool:
+    """True when the session's Spark server can run the native backend (see `delta_unavailable`)."""
+    return delta_unavailable(spark) is None
