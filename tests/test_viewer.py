@@ -23,6 +23,7 @@ from mmcurate.cli import main
 from mmcurate.lakehouse import Lakehouse
 from mmcurate.viewer import View, ViewerError
 from mmcurate.viewer.page import Document, Drop, Item, Page, RuleCount, render_page
+from mmcurate.viewer.thumbnails import thumbnail
 
 RECIPE = "obelics"  # image, paragraph and document rules that all drop something in wds_mint
 
@@ -233,3 +234,13 @@ def test_every_text_is_escaped():
     assert "<script>alert" not in html and "<img src=x" not in html and "&lt;b&gt;" in html
     assert html.count("<script>") == 1  # the page's own filter script
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_thumbnails_are_small_jpegs_with_transparency_on_white(photo_jpg, truncated_jpg):
+    small = Image.open(io.BytesIO(thumbnail(photo_jpg, max_px=64)))
+    assert small.format == "JPEG" and max(small.size) == 64
+    clear = io.BytesIO()
+    Image.new("RGBA", (40, 20), (0, 0, 0, 0)).save(clear, "PNG")
+    shown = Image.open(io.BytesIO(thumbnail(clear.getvalue(), max_px=64)))
+    assert shown.size == (40, 20) and min(shown.getextrema(), key=lambda band: band[0])[0] > 240  # white, not black
+    assert thumbnail(truncated_jpg) is None and thumbnail(None) is None

@@ -76,6 +76,8 @@ def sample_page(inputs: ViewInputs, view: View) -> Page:
     """Count the ledger per rule, pick the documents and gather their items: the page's data."""
     drops, curated = inputs.drops, inputs.curated
     if view.cluster is not None:
+        if inputs.clusters is None:
+            raise ViewerError(f"cluster {view.cluster!r} was asked for, but no clusters table was given")
         members = inputs.clusters.where(F.col("cluster") == F.lit(str(view.cluster))).select("sample_id")
         drops, curated = drops.join(members, "sample_id", "left_semi"), curated.join(members, "sample_id", "left_semi")
     counts, dropped = _rule_counts(drops, inputs.rules)
@@ -135,14 +137,18 @@ def _documents(inputs: ViewInputs, drops: DataFrame, chosen: list[tuple[str, str
     try:
         source = (F.concat_ws(" ", F.get_json_object("source_ref", "$.path"), F.get_json_object("source_ref", "$.member"))
                   if "source_ref" in items.columns else F.lit(None).cast("string"))
-        per_sample = {r["sample_id"]: r for r in labelled.groupBy("sample_id").agg(  # one row per chosen sample
+        stats = labelled.groupBy("sample_id").agg(
             F.count(F.lit(1)).alias("all_items"),
             F.count_if(~is_modality("metadata")).alias("content"),
             F.count_if(~is_modality("metadata") & F.col("rule").isNull()).alias("kept_content"),
             F.count("rule").alias("dropped"),
             F.collect_set("rule").alias("rules"),
             F.min(source).alias("source"),
-        ).collect()}
+        )
+        stats = _with_sample_scores(stats, inputs.plan or {}, ids)
+        if inputs.clusters is not None:
+            stats = stats.join(inputs.clusters.where(mine), "sample_id", "left")
+        per_sample = {r["sample_id"]: r.asDict() for r in stats.collect()}  # one row per chosen sample
         shown = labelled.where(~is_modality("metadata") & (F.col("position") < view.max_items))
         rows = _with_thumbnails(_with_scores(shown, inputs.plan or {}), inputs.images, view.thumbnail_px)
         text = F.col("text_content")
@@ -156,10 +162,6 @@ def _documents(inputs: ViewInputs, drops: DataFrame, chosen: list[tuple[str, str
     by_sample: dict[str, list] = {}
     for row in collected:
         by_sample.setdefault(row["sample_id"], []).append(row)
-    sample_scores = _sample_scores(inputs.plan or {}, ids)
-    clusters = {}
-    if inputs.clusters is not None:
-        clusters = {r["sample_id"]: r["cluster"] for r in inputs.clusters.where(mine).collect()}
     documents = []
     for side, sample_id in chosen:
         stats = per_sample.get(sample_id)
@@ -171,19 +173,24 @@ def _documents(inputs: ViewInputs, drops: DataFrame, chosen: list[tuple[str, str
             sample_id=sample_id, side=side, items=tuple(_item(r) for r in rows_here),
             n_items=stats["content"] if side == "dropped" else stats["kept_content"], rules=rules,
             n_dropped=stats["dropped"], whole=stats["dropped"] == stats["all_items"],
-            scores=sample_scores.get(sample_id, {}), cluster=clusters.get(sample_id), source=stats["source"] or None,
+            scores=_merged(stats["_scores"]), cluster=stats.get("cluster"), source=stats["source"] or None,
         ))
     return tuple(documents)
 
 
 def _item(row) -> Item:
-    scores = {}
-    for part in row["_scores"] or []:
-        if part:
-            scores.update(json.loads(part))
     drop = Drop(row["rule"], row["reason"], row["detail"]) if row["rule"] is not None else None
     return Item(row["position"], row["modality"], row["text"], row["chars"], row["thumbnail"], row["image_url"],
-                row["image_id"], scores, drop)
+                row["image_id"], _merged(row["_scores"]), drop)
+
+
+def _merged(parts: Optional[list]) -> dict:
+    """One dict from the JSON objects of several signal tables (null where a table has no row)."""
+    scores = {}
+    for part in parts or []:
+        if part:
+            scores.update(json.loads(part))
+    return scores
 
 
 def _score_json(columns: list[str]) -> Column:
@@ -206,15 +213,15 @@ def _with_scores(rows: DataFrame, plan: dict) -> DataFrame:
                            .when(is_modality("text"), F.array(*parts["text"]) if parts["text"] else none))
 
 
-def _sample_scores(plan: dict, ids: list[str]) -> dict[str, dict]:
-    """sample_id -> the sample-level columns the recipe's sample rules read (bounded: the chosen samples)."""
-    found: dict[str, dict] = {}
-    for table, columns in plan.get("sample", []):
-        key = table.key[0]
-        rows = table.df.where(F.col(key).isin(ids)).select(F.col(key).alias("sample_id"), _score_json(columns).alias("s"))
-        for row in rows.collect():
-            found.setdefault(row["sample_id"], {}).update(json.loads(row["s"]))
-    return found
+def _with_sample_scores(stats: DataFrame, plan: dict, ids: list[str]) -> DataFrame:
+    """`_scores`: per chosen sample, the JSON of the sample-level columns the recipe's sample rules read."""
+    parts = []
+    for n, (table, columns) in enumerate(plan.get("sample", [])):
+        key, name = table.key[0], f"_score_sample_{n}"
+        scores = table.df.where(F.col(key).isin(ids)).select(F.col(key).alias("sample_id"), _score_json(columns).alias(name))
+        stats = stats.join(scores, "sample_id", "left")
+        parts.append(F.col(name))
+    return stats.withColumn("_scores", F.array(*parts) if parts else F.lit(None).cast("array<string>"))
 
 
 def _with_thumbnails(rows: DataFrame, images: DataFrame, max_px: int) -> DataFrame:

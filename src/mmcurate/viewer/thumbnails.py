@@ -14,11 +14,12 @@ from mmcurate.images import MAX_PIXELS, ImageDecodeError, decode_pil_rgb
 def thumbnail(data: bytes | None, max_px: int = 256, max_pixels: int = MAX_PIXELS) -> bytes | None:
     """JPEG bytes of the image shrunk to fit `max_px` x `max_px` (never enlarged); None when it does not decode.
 
-    The decode goes through `decode_pil_rgb`, which refuses decompression bombs from the header."""
+    The decode goes through `decode_pil_rgb`, which refuses decompression bombs from the header; transparent
+    pixels show on white."""
     if data is None:
         return None
     try:
-        image = decode_pil_rgb(bytes(data), max_pixels)
+        image = decode_pil_rgb(bytes(data), max_pixels, background=(255, 255, 255))
     except ImageDecodeError:
         return None
     image.thumbnail((max_px, max_px))
