@@ -42,8 +42,8 @@ class Chromium:
     def __init__(self, binary: str, profile: str):
         commands_read, self._commands = map(_above_4, os.pipe())
         self._results, results_write = map(_above_4, os.pipe())
-        args = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
-                "--remote-debugging-pipe", f"--user-data-dir={profile}", "about:blank"]
+        args = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
+                "--no-first-run", "--remote-debugging-pipe", f"--user-data-dir={profile}", "about:blank"]
         self.process = subprocess.Popen(  # bash puts our pipe ends on fds 3 and 4, where Chromium expects them
             ["bash", "-c", f'exec "$@" 3<&{commands_read} 4>&{results_write}', "bash", *args],
             pass_fds=(commands_read, results_write), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -156,7 +156,7 @@ def facts(browser) -> dict:
     return json.loads(browser.evaluate(PAGE_FACTS))
 
 
-def test_page_renders_with_ledger_counts_and_filters(spark, lake, browser, tmp_path):
+def test_page_renders_with_ledger_counts_and_filters(browser, spark, lake, tmp_path):
     out = steps.view(lake, str(tmp_path / "view.html"), samples=3)
     assert out == str(tmp_path / "view.html")
     browser.open(out)
@@ -196,7 +196,7 @@ def test_page_renders_with_ledger_counts_and_filters(spark, lake, browser, tmp_p
     assert facts(browser)["visibleDropped"] == len(dropped)
 
 
-def test_cli_restricts_to_a_rule_and_a_cluster(spark, lake, browser, tmp_path, capsys):
+def test_cli_restricts_to_a_rule_and_a_cluster(browser, spark, lake, tmp_path, capsys):
     out = str(tmp_path / "cluster.html")
     rule = "paragraph_words"
     root = lake.location("items").rsplit("/", 1)[0]

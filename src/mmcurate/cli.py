@@ -301,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("view", parents=[common], help=COMMANDS["view"][1])
     p.add_argument("--out", default="view.html", help="the HTML file to write (a path or fsspec URI)")
-    p.add_argument("--recipe", default=None, help="whose drops to show (default: the recipe that wrote --curated-table)")
+    p.add_argument("--recipe", default=None, help="whose drops to show (default: who wrote --curated-table)")
     p.add_argument("--curated-table", default="curated_items", help="the table of kept items")
     p.add_argument("--rule", default=None, help="show only documents this rule dropped (its filter preselected)")
     p.add_argument("--cluster", default=None, help="show only documents of this cluster (the clusters table)")

@@ -1,4 +1,4 @@
-"""Lakehouse-level steps (ingest, annotate, select, mix, export, view): the only code that reads and writes lakehouse tables.
+"""Lakehouse-level steps (ingest, annotate, select, mix, export, view): the only code that reads and writes tables.
 
 Jobs, the CLI, notebooks and tests call these; stages and recipes stay pure DataFrame code.
 

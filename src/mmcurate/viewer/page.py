@@ -189,7 +189,8 @@ def _filters(page: Page, clusters: Sequence[str]) -> str:
 
 def _column(side: str, title: str, documents: Sequence[Document], total: int) -> str:
     return (f'<section id="{side}"><h2>{_e(title)}: showing <span id="visible-{side}">{len(documents)}</span>'
-            f' of <span class="of">{total}</span> documents</h2>' + "".join(_document(d) for d in documents) + "</section>")
+            f' of <span class="of">{total}</span> documents</h2>'
+            + "".join(_document(d) for d in documents) + "</section>")
 
 
 def _document(doc: Document) -> str:
@@ -219,7 +220,8 @@ def _item(item: Item) -> str:
             content = f'<img src="{_e(item.thumbnail)}" alt="image at position {item.position}" loading="eager">'
         else:
             what = "no bytes (URL only)" if item.image_id is None else "does not decode"
-            content = f'<span class="noimage">image: {_e(what)}{" " + _e(item.image_url) if item.image_url else ""}</span>'
+            url = f" {_e(item.image_url)}" if item.image_url else ""
+            content = f'<span class="noimage">image: {_e(what)}{url}</span>'
     else:
         text = item.text or ""
         cut = item.text_chars - len(text)

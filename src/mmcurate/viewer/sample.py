@@ -135,8 +135,9 @@ def _documents(inputs: ViewInputs, drops: DataFrame, chosen: list[tuple[str, str
     ledger = drops.where(mine).select("sample_id", "position", "rule", "reason", "detail")
     labelled = items.join(ledger, ["sample_id", "position"], "left").persist()  # read by the counts and the rows
     try:
-        source = (F.concat_ws(" ", F.get_json_object("source_ref", "$.path"), F.get_json_object("source_ref", "$.member"))
-                  if "source_ref" in items.columns else F.lit(None).cast("string"))
+        source = F.lit(None).cast("string")
+        if "source_ref" in items.columns:
+            source = F.concat_ws(" ", *[F.get_json_object("source_ref", f"$.{k}") for k in ("path", "member")])
         stats = labelled.groupBy("sample_id").agg(
             F.count(F.lit(1)).alias("all_items"),
             F.count_if(~is_modality("metadata")).alias("content"),
@@ -218,7 +219,8 @@ def _with_sample_scores(stats: DataFrame, plan: dict, ids: list[str]) -> DataFra
     parts = []
     for n, (table, columns) in enumerate(plan.get("sample", [])):
         key, name = table.key[0], f"_score_sample_{n}"
-        scores = table.df.where(F.col(key).isin(ids)).select(F.col(key).alias("sample_id"), _score_json(columns).alias(name))
+        scores = table.df.where(F.col(key).isin(ids)).select(F.col(key).alias("sample_id"),
+                                                             _score_json(columns).alias(name))
         stats = stats.join(scores, "sample_id", "left")
         parts.append(F.col(name))
     return stats.withColumn("_scores", F.array(*parts) if parts else F.lit(None).cast("array<string>"))
