@@ -192,6 +192,8 @@ def test_page_renders_with_ledger_counts_and_filters(browser, spark, lake, tmp_p
     assert all(not d[4] for d in filtered["docs"] if d[0] == "kept")  # the kept side stays for comparison
     assert browser.evaluate(f"document.querySelectorAll('.doc:not([hidden]) .item.dropped[data-rule=\"{rule}\"]')"
                             ".length") >= len(visible)
+    why = browser.evaluate(f"document.querySelector('.item.dropped[data-rule=\"{rule}\"] .why').textContent")
+    assert why.startswith(f"dropped by {rule} of {RECIPE} (predicate_")  # each dropped item names rule and recipe
     browser.evaluate("document.querySelector('nav button[data-rule=\"\"]').click()")
     assert facts(browser)["visibleDropped"] == len(dropped)
 
@@ -217,6 +219,13 @@ def test_cli_restricts_to_a_rule_and_a_cluster(browser, spark, lake, tmp_path, c
 def test_clear_errors_before_selection_and_without_a_clusters_table(spark, lake, tmp_path, capsys):
     with pytest.raises(ViewerError, match="no table 'kmeans'"):
         steps.view(lake, str(tmp_path / "x.html"), View(cluster="1", cluster_table="kmeans"))
+    with pytest.raises(ViewerError, match="no table holds the items recipe 'never_selected' kept"):
+        steps.view(lake, str(tmp_path / "x.html"), recipe="never_selected")
+    # a recipe's kept items in a table of their own are found by its select record; an unknown recipe has no scores
+    lake.write(lake.read("curated_items").limit(1), "kept_by_mine",
+               commit_info={"step": "select", "recipe": "mine", "recipe_version": "2", "read": {"items": 0}})
+    name, recipe, table, info = steps._viewed_recipe(lake, View(recipe="mine"))
+    assert (name, recipe, table, info["recipe_version"]) == ("mine", None, "kept_by_mine", "2")
     fresh = Lakehouse.open(spark, str(tmp_path / "fresh"), backend="embedded")
     fresh.write(lake.read("items").limit(3), "items")
     assert main(["view", "--lakehouse", str(tmp_path / "fresh"), "--out", str(tmp_path / "x.html")]) == 2

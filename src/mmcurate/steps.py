@@ -354,8 +354,10 @@ def view(lake: Lakehouse, out: str, view: Optional[View] = None, **options: Any)
     elif view.cluster is not None:
         raise ViewerError(f"cluster {view.cluster!r} was asked for, but the lakehouse has no table "
                           f"{view.cluster_table!r} (run `mmcurate annotate --stages clusters` first)")
-    inputs = ViewInputs(items, lake.read("images"), lake.read(table), lake.read("drops").where(F.col("recipe") == name),
-                        name, info.get("recipe_version"), table, checks, plan, clusters, tuple(notes))
+    inputs = ViewInputs(items=items, images=lake.read("images"), curated=lake.read(table),
+                        drops=lake.read("drops").where(F.col("recipe") == name), recipe=name,
+                        recipe_version=info.get("recipe_version"), curated_table=table, rules=checks, plan=plan,
+                        clusters=clusters, notes=tuple(notes))
     return render_view(inputs, out, view)
 
 

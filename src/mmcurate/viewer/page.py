@@ -14,11 +14,12 @@ from typing import Any, Optional, Sequence
 
 @dataclass(frozen=True)
 class Drop:
-    """Why the ledger dropped one item: its rule, the reason (predicate_false/null, ...) and the rule's detail."""
+    """Why the ledger dropped one item: the recipe, its rule, the reason (predicate_false/null, ...), the detail."""
 
     rule: str
     reason: str
     detail: Optional[str] = None
+    recipe: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -229,7 +230,9 @@ def _item(item: Item) -> str:
     why = ""
     if item.drop is not None:
         detail = f": {item.drop.detail}" if item.drop.detail is not None else ""
-        why = f'<div class="why">dropped by {_e(item.drop.rule)} ({_e(item.drop.reason)}{_e(detail)})</div>'
+        recipe = f" of {item.drop.recipe}" if item.drop.recipe else ""
+        why = (f'<div class="why">dropped by {_e(item.drop.rule)}{_e(recipe)} '
+               f'({_e(item.drop.reason)}{_e(detail)})</div>')
     scores = f'<div class="scores">{_scores(item.scores)}</div>' if item.scores else ""
     classes = f"item {_e(item.modality)}" + (" dropped" if item.drop else "")
     rule = f' data-rule="{_e(item.drop.rule)}"' if item.drop else ""

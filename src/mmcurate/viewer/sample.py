@@ -171,7 +171,7 @@ def _documents(inputs: ViewInputs, drops: DataFrame, chosen: list[tuple[str, str
         rows_here = [r for r in by_sample.get(sample_id, []) if side == "dropped" or r["rule"] is None]
         rules = tuple(r for r in rule_order if r in set(stats["rules"]))
         documents.append(Document(
-            sample_id=sample_id, side=side, items=tuple(_item(r) for r in rows_here),
+            sample_id=sample_id, side=side, items=tuple(_item(r, inputs.recipe) for r in rows_here),
             n_items=stats["content"] if side == "dropped" else stats["kept_content"], rules=rules,
             n_dropped=stats["dropped"], whole=stats["dropped"] == stats["all_items"],
             scores=_merged(stats["_scores"]), cluster=stats.get("cluster"), source=stats["source"] or None,
@@ -179,8 +179,8 @@ def _documents(inputs: ViewInputs, drops: DataFrame, chosen: list[tuple[str, str
     return tuple(documents)
 
 
-def _item(row) -> Item:
-    drop = Drop(row["rule"], row["reason"], row["detail"]) if row["rule"] is not None else None
+def _item(row, recipe: str) -> Item:
+    drop = Drop(row["rule"], row["reason"], row["detail"], recipe) if row["rule"] is not None else None
     return Item(row["position"], row["modality"], row["text"], row["chars"], row["thumbnail"], row["image_url"],
                 row["image_id"], _merged(row["_scores"]), drop)
 
