@@ -145,6 +145,7 @@ PAGE_FACTS = """JSON.stringify({
     [Number(tr.querySelector(".ledger-items").textContent), Number(tr.querySelector(".ledger-documents").textContent),
      Number(tr.querySelector(".shown").textContent)]])),
   keptDocuments: Number(document.querySelector(".kept-documents").textContent),
+  droppedDocuments: Number(document.querySelector(".dropped-documents").textContent),
   images: [...document.images].map(i => i.naturalWidth),
   docs: [...document.querySelectorAll(".doc")].map(d => [d.dataset.side, d.dataset.sample, d.dataset.rules,
     d.dataset.cluster, d.hidden]),
@@ -158,7 +159,7 @@ def facts(browser) -> dict:
 
 def test_page_renders_with_ledger_counts_and_filters(browser, spark, lake, tmp_path):
     out = steps.view(lake, str(tmp_path / "view.html"), samples=3)
-    assert out == str(tmp_path / "view.html")
+    assert out == str(tmp_path / "view.html") and os.path.getsize(out) < 2_000_000  # thumbnails keep it small
     browser.open(out)
     browser.screenshot(str(tmp_path / "view.png"))
     shot = Image.open(tmp_path / "view.png").convert("RGB")
@@ -173,6 +174,8 @@ def test_page_renders_with_ledger_counts_and_filters(browser, spark, lake, tmp_p
     assert set(ledger) < set(page["counts"])  # the recipe's rules that dropped nothing are listed with 0
     curated = lake.read("curated_items")
     assert page["keptDocuments"] == curated.select("sample_id").distinct().count()
+    drops = lake.read("drops").where(F.col("recipe") == RECIPE)
+    assert page["droppedDocuments"] == drops.select("sample_id").distinct().count()
 
     kept = [d[1] for d in page["docs"] if d[0] == "kept"]
     seeded = curated.select("sample_id").distinct().orderBy(F.xxhash64("sample_id", F.lit(0)), "sample_id").limit(3)

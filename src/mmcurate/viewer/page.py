@@ -149,7 +149,7 @@ def render_page(page: Page) -> str:
         f"<code>drops</code>. Counts are the ledger's, over all of its rows{' in the cluster' if page.cluster else ''}"
         "; the documents are a seeded sample.</p>",
         *[f'<p class="more">{_e(note)}</p>' for note in page.notes],
-        _counts_table(page, shown, len(kept)),
+        _counts_table(page, shown, len(kept), len(dropped)),
         _filters(page, clusters),
         '<div class="columns">',
         _column("kept", f"Kept ({page.curated_table})", kept, page.kept_documents),
@@ -161,15 +161,16 @@ def render_page(page: Page) -> str:
     return "\n".join(parts)
 
 
-def _counts_table(page: Page, shown: dict, kept_shown: int) -> str:
+def _counts_table(page: Page, shown: dict, kept_shown: int, dropped_shown: int) -> str:
     rows = [f'<tr data-rule="{_e(c.rule)}"><td>{_e(c.rule)}</td><td class="ledger-items">{c.items}</td>'
             f'<td class="ledger-documents">{c.documents}</td><td class="shown">{shown[c.rule]}</td></tr>'
             for c in page.counts]
     total_items = sum(c.items for c in page.counts)
     return (
-        '<table class="counts"><thead><tr><th>rule</th><th>dropped items</th><th>documents</th>'
+        '<table class="counts"><thead><tr><th>rule</th><th>items</th><th>documents</th>'
         "<th>documents shown</th></tr></thead><tbody>" + "".join(rows)
-        + f'<tr class="total"><td>all rules</td><td class="ledger-total">{total_items}</td><td></td><td></td></tr>'
+        + f'<tr class="total"><td>dropped by any rule</td><td class="ledger-total">{total_items}</td>'
+        f'<td class="dropped-documents">{page.dropped_documents}</td><td>{dropped_shown}</td></tr>'
         f'<tr class="kept"><td>kept</td><td class="kept-items">{page.kept_items}</td>'
         f'<td class="kept-documents">{page.kept_documents}</td><td class="shown">{kept_shown}</td></tr>'
         "</tbody></table>"
