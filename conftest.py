@@ -1,4 +1,5 @@
 """One session-scoped local SparkSession for the whole suite, plus shared paths."""
+import json
 import os
 import sys
 from pathlib import Path
@@ -112,3 +113,89 @@ def model_stage_params(tiny_models) -> dict:
         "quality_scores": {"model_path": tiny_models["fasttext"]},
         "text_tokens": {"model_path": tiny_models["gpt2"]},
     }
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def standalone_cluster(tmp_path_factory):
+    """A Spark standalone master and two one-core workers on 127.0.0.1 (pyspark's own `bin/spark-class`):
+    executors are separate JVMs and Python workers, so driver-only state shows up. Yields
+    {"master": spark://..., "spark_home", "env", "workers": [Popen, ...]}; stopped at the end."""
+    import signal
+    import subprocess
+    import time
+    import urllib.request
+
+    import pyspark
+
+    home = os.path.dirname(pyspark.__file__)
+    root = tmp_path_factory.mktemp("cluster")
+    env = {**os.environ, "SPARK_HOME": home, "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable,
+           "PYSPARK_DRIVER_PYTHON": sys.executable, "SPARK_LOG_DIR": str(root / "logs"),
+           "SPARK_WORKER_DIR": str(root / "work")}
+    port, ui = free_port(), free_port()
+    master = f"spark://127.0.0.1:{port}"
+    spark_class = os.path.join(home, "bin", "spark-class")
+    logs = []
+
+    def start(name: str, *args: str) -> subprocess.Popen:
+        log = open(root / f"{name}.log", "wb")
+        logs.append(log)
+        return subprocess.Popen([spark_class, *args], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+    processes = [start("master", "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+                       "--port", str(port), "--webui-port", str(ui))]
+    try:
+        for i in range(2):
+            processes.append(start(f"worker{i}", "org.apache.spark.deploy.worker.Worker", master, "--host", "127.0.0.1",
+                                   "--cores", "1", "--memory", "2g", "--webui-port", str(free_port()),
+                                   "--work-dir", str(root / f"work{i}")))
+        deadline = time.time() + 120
+        while True:  # the master's JSON status lists the workers once they registered
+            try:
+                status = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{ui}/json/", timeout=5).read())
+                if sum(w["state"] == "ALIVE" for w in status.get("workers", [])) == 2:
+                    break
+            except OSError:
+                pass
+            if time.time() > deadline:
+                raise RuntimeError(f"standalone cluster did not start; logs in {root}")
+            time.sleep(1)
+        yield {"master": master, "spark_home": home, "env": env, "workers": processes[1:], "root": root}
+    finally:
+        for process in processes:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+        for log in logs:
+            log.close()
+
+
+@pytest.fixture(scope="session")
+def demo_run(spark, tmp_path_factory):
+    """The packaged demo pipeline run once for the session (`mmcurate demo`, local[2]): (output folder, what it
+    printed). Tests that need a curated lakehouse read `out / "lake"` instead of running a pipeline again."""
+    import contextlib
+    import io
+
+    from mmcurate.cli import main
+
+    out = tmp_path_factory.mktemp("demo")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["demo", "--out", str(out)]) == 0
+    return out, printed.getvalue()

@@ -10,7 +10,7 @@ setup(
     package_dir={"": "src"},
     packages=find_packages("src"),
     include_package_data=True,
-    package_data={"mmcurate": ["recipes/*.yaml", "mixes/*.yaml", "resources/*", "demo_data/**/*"]},
+    package_data={"mmcurate": ["recipes/*.yaml", "mixes/*.yaml", "pipelines/*.yaml", "resources/*", "demo_data/**/*"]},
     python_requires=">=3.10",
     install_requires=[
         "pyspark==4.2.0",

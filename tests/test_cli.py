@@ -23,12 +23,21 @@ def test_sql_prints_a_table_and_json_lines(spark, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out.splitlines()[0])["version"] == 0
 
 
-def test_ingest_command_fills_the_lakehouse(spark, tmp_path, test_data, capsys):
-    assert main(["ingest", str(test_data / "mint_pdf"), "--format", "webdataset",
-                 "--lakehouse", str(tmp_path)]) == 0
+def test_lazy_ingest_materialize_and_export_commands(spark, tmp_path, test_data, capsys):
+    lake = tmp_path / "lake"
+    assert main(["ingest", str(test_data / "mint_pdf"), "--format", "webdataset", "--lazy-images",
+                 "--lakehouse", str(lake)]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["documents"] == 5 and summary["image_items"] == 16
-    assert Lakehouse.open(spark, str(tmp_path)).tables() == ["images", "items", "quarantine"]
+    assert summary["documents"] == 5 and summary["image_items"] == 16 and summary["unique_images"] == 0
+    assert Lakehouse.open(spark, str(lake)).tables() == ["images", "items", "quarantine"]
+
+    assert main(["materialize", "--lakehouse", str(lake)]) == 0
+    counts = json.loads(capsys.readouterr().out)
+    assert (counts["tried"], counts["materialized"], counts["failed"]) == (16, 16, {})
+    assert counts["new_images"] == Lakehouse.open(spark, str(lake)).read("images").count() > 0
+    assert main(["export", "--table", "items", "--format", "parquet", "--on-materialize-error", "error",
+                 "--out", str(tmp_path / "pq"), "--lakehouse", str(lake)]) == 0
+    assert list((tmp_path / "pq").glob("*.parquet"))
 
 
 def test_vacuum_command(spark, tmp_path, capsys):

@@ -279,6 +279,22 @@ def test_invalid_items_are_dropped_first(image_rules):
     assert ("invalid", 0) not in drops
 
 
+def test_drop_invalid_rows_false_keeps_rows_no_rule_reads(spark, corpus):
+    """NeMo's drop_invalid_rows=False: an audio item and a misplaced metadata row stay; image rules still apply."""
+    recipe = Recipe.from_dict({"name": "lenient", "version": "1", "drop_invalid_rows": False,
+                               "rules": [{"name": "decodable", "level": "image", "predicate": "decode_ok"}]})
+    selection = apply(recipe, corpus)
+    drops = ledger(selection)
+    assert ("invalid", 1) not in drops and ("invalid", 2) not in drops
+    assert drops[("broken", 0)][0] == "decodable"
+    assert layout(selection.curated, "invalid") == [(-1, "metadata"), (0, "text"), (1, "audio"), (2, "metadata")]
+    check_invariants(selection, corpus["items"].count())
+    only_rows = Recipe.from_dict({"name": "none", "version": "1", "drop_invalid_rows": False, "rules": []})
+    assert apply(only_rows, corpus).curated.count() == corpus["items"].count()
+    with pytest.raises(RecipeError, match="drop_invalid_rows"):
+        Recipe.from_dict({"name": "x", "version": "1", "drop_invalid_rows": "no", "rules": []})
+
+
 def test_null_keeps_only_when_the_predicate_says_so(corpus):
     lenient = image_recipe(keep_unscored="coalesce(sharpness >= 100, true)")
     drops = ledger(apply(lenient, corpus))

@@ -60,12 +60,23 @@ def cmd_ingest(args) -> int:
         per_text_fields=tuple(args.per_text_fields.split(",")) if args.per_text_fields else (),
         **({"json_extensions": tuple(args.json_extensions.split(","))} if args.json_extensions else {}),
         **({"image_extensions": tuple(args.image_extensions.split(","))} if args.image_extensions else {}),
+        materialize_on_read=not args.lazy_images, on_missing_image=args.on_missing_image,
+        verify_images=args.verify_images,
     )
     summary = steps.ingest(
         _lakehouse(args), args.input, args.format, options,
         app_id=args.app_id, app_version=args.app_version,
     )
     print(json.dumps(summary, indent=2, sort_keys=True))
+    return 0
+
+
+def cmd_materialize(args) -> int:
+    from mmcurate import steps
+
+    counts = steps.materialize(_lakehouse(args), table=args.table, only_missing_binary=not args.all_images,
+                               retry_errors=args.retry_errors)
+    print(json.dumps(counts, indent=2, sort_keys=True))
     return 0
 
 
@@ -154,7 +165,8 @@ def cmd_merge(args) -> int:
 def cmd_export(args) -> int:
     from mmcurate import steps
 
-    options = {"overwrite": args.overwrite}
+    options = {"overwrite": args.overwrite, "materialize_on_write": args.materialize_on_write,
+               "on_materialize_error": args.on_materialize_error}
     if args.format == "parquet":
         options.update(rows_per_file=args.rows_per_file, compression=args.compression)
     else:
@@ -185,14 +197,69 @@ def cmd_view(args) -> int:
     return 0
 
 
+def _step_printer(quiet: bool):
+    from mmcurate.runner import describe
+
+    return None if quiet else (lambda name, result: print(describe(result), flush=True))
+
+
+def _outputs(report: dict) -> None:
+    print(f"\nlakehouse: {report['lakehouse']}")
+    if report.get("report"):
+        print(f"report:    {report['report']}")
+    if report.get("mlflow"):
+        where = report["mlflow"]
+        print(f"mlflow:    run {where['run_id']} in experiment {where['experiment']!r} at {where['tracking_uri']}")
+    print(f"explore:   mmcurate sql \"SELECT recipe, rule, count(*) FROM drops GROUP BY 1, 2\" "
+          f"--lakehouse {report['lakehouse']}")
+
+
 def cmd_demo(args) -> int:
     from mmcurate.demo import run_demo
     from mmcurate.spark import get_spark
 
-    report = run_demo(args.out, spark=get_spark(master=args.master), recipe=args.recipe)
-    print(json.dumps(report, indent=2, default=str))
-    print(f"\nExplore it: mmcurate sql \"SELECT reason, count(*) FROM drops GROUP BY reason\" "
-          f"--lakehouse {report['lakehouse']}")
+    report = run_demo(args.out, spark=get_spark(master=args.master), recipe=args.recipe,
+                      on_step=_step_printer(args.quiet))
+    _outputs(report)
+    return 0
+
+
+def _pipeline(args):
+    from mmcurate.pipeline import Pipeline
+
+    return Pipeline.from_yaml(args.config, root=args.root)
+
+
+def cmd_validate(args) -> int:
+    from mmcurate.pipeline import ConfigError
+
+    try:
+        pipeline = _pipeline(args)
+    except ConfigError as e:
+        print(f"validate: {e}", file=sys.stderr)
+        return 2
+    print(f"{args.config}: valid pipeline {pipeline.name!r}: {len(pipeline.sources)} sources, "
+          f"{len(pipeline.stages)} annotate stages, {len(pipeline.selects)} selects, "
+          f"mix {pipeline.mix.name if pipeline.mix else 'none'}, {len(pipeline.exports)} exports")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from mmcurate.pipeline import ConfigError
+    from mmcurate.spark import get_spark
+
+    try:
+        pipeline = _pipeline(args)  # a bad config fails before Spark starts
+    except ConfigError as e:
+        print(f"run: {e}", file=sys.stderr)
+        return 2
+    spark = get_spark(master=args.master or pipeline.spark_master, conf=pipeline.spark_conf)
+    report = pipeline.run(spark, on_step=_step_printer(args.quiet))
+    if args.report:
+        with open(args.report, "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=2, default=str)
+        report["report"] = args.report
+    _outputs(report)
     return 0
 
 
@@ -225,6 +292,8 @@ def cmd_train_quality(args) -> int:
 
 COMMANDS: dict[str, tuple[Callable, str]] = {
     "demo": (cmd_demo, "run ingest -> annotate -> select -> mix -> WebDataset export on the packaged sample data"),
+    "run": (cmd_run, "run a pipeline config (ingest, annotate, select, mix, export) idempotently, tracked in MLflow"),
+    "validate": (cmd_validate, "check a pipeline config (keys, types, stages, recipes, mixes) without running it"),
     "annotate": (cmd_annotate, "compute signal tables (only for keys they lack): --stages, --config or --recipe"),
     "select": (cmd_select, "apply a recipe to items and signal tables; write curated_items and its drops ledger rows"),
     "mix": (cmd_mix, "decide what trains and how often (shares, deciles, clusters, repeats, token budgets); report it"),
@@ -232,6 +301,7 @@ COMMANDS: dict[str, tuple[Callable, str]] = {
     "export": (cmd_export, "write a table of items (curated_items by default) as WebDataset shards or Parquet"),
     "view": (cmd_view, "write one static HTML page of sampled kept and dropped documents, with their rules and scores"),
     "ingest": (cmd_ingest, "read source files into the lakehouse's items, images and quarantine tables"),
+    "materialize": (cmd_materialize, "read the bytes of lazy image items from their source_ref into images"),
     "sql": (cmd_sql, "run a SQL query with every lakehouse table visible by name"),
     "tables": (cmd_tables, "list the lakehouse's tables with their latest versions"),
     "history": (cmd_history, "show a table's commits"),
@@ -262,8 +332,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-text-fields", default=None, help="comma-separated list fields aligned with texts")
     p.add_argument("--json-extensions", default=None, help="WebDataset: comma-separated sample member extensions (.json)")
     p.add_argument("--image-extensions", default=None, help="WebDataset: extensions the {sample_id}{ext} fallback tries")
+    p.add_argument("--lazy-images", action="store_true",
+                   help="do not read image bytes now: keep source_ref for `mmcurate materialize` or the export")
+    p.add_argument("--on-missing-image", default="keep", choices=["keep", "quarantine"],
+                   help="an image whose bytes cannot be had: keep the item with materialize_error, or quarantine it")
+    p.add_argument("--verify-images", action="store_true",
+                   help="decode every image at ingest and quarantine undecodable ones (default: header only)")
     p.add_argument("--app-id", default=None, help="idempotent commits: application id (with --app-version)")
     p.add_argument("--app-version", type=int, default=None)
+
+    p = sub.add_parser("materialize", parents=[common], help=COMMANDS["materialize"][1])
+    p.add_argument("--table", default="items", help="items table whose lazy images are read")
+    p.add_argument("--all-images", action="store_true", help="re-read every image with a source_ref, not only lazy ones")
+    p.add_argument("--retry-errors", action="store_true", help="try again the items whose read failed before")
 
     p = sub.add_parser("annotate", parents=[common], help=COMMANDS["annotate"][1])
     p.add_argument("--stages", default=None, help="comma-separated stage names (default: every catalogued stage reading items, images or a stage's table)")
@@ -296,6 +377,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=None,
                    help="order samples inside each shard by a seeded hash (default: on for --mix)")
     p.add_argument("--resume", action="store_true", help="keep the finished shards of an interrupted export")
+    p.add_argument("--materialize-on-write", action=argparse.BooleanOptionalAction, default=True,
+                   help="read lazy image items from their source_ref while exporting (default: on)")
+    p.add_argument("--on-materialize-error", default="warn", choices=["warn", "error", "drop_row", "drop_sample"],
+                   help="image items still without bytes: keep the slot and warn, fail, drop the item or its sample")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON lines")
 
@@ -312,6 +397,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="mmcurate-demo", help="where the lakehouse and shards go")
     p.add_argument("--recipe", default="nemo_default")
     p.add_argument("--master", default=None)
+    p.add_argument("--quiet", action="store_true", help="no per-step lines")
+
+    for name in ("run", "validate"):
+        p = sub.add_parser(name, help=COMMANDS[name][1])
+        p.add_argument("--config", required=True, help="pipeline YAML file, or a packaged pipeline name (demo)")
+        p.add_argument("--root", default=None, help="directory relative paths in the config are under")
+        if name == "run":
+            p.add_argument("--master", default=None, help="Spark master for a new local session")
+            p.add_argument("--report", default=None, help="also write the JSON report to this file")
+            p.add_argument("--quiet", action="store_true", help="no per-step lines")
 
     p = sub.add_parser("sql", parents=[common, shown], help=COMMANDS["sql"][1])
     p.add_argument("query")

@@ -24,9 +24,11 @@ ITEMS = T.StructType(
         T.StructField("image_id", T.StringType(), True),
         T.StructField("image_url", T.StringType(), True),
         T.StructField("source_ref", T.StringType(), True),
+        T.StructField("materialize_error", T.StringType(), True),
     ]
 )
-"""One row per item. Columns beyond these are passthrough fields and are kept intact."""
+"""One row per item. Columns beyond these are passthrough fields and are kept intact. An image item whose
+`image_id` is null has no bytes yet: a URL to fetch, a `source_ref` to materialize, or `materialize_error`."""
 
 IMAGES = T.StructType(
     [
@@ -101,6 +103,14 @@ def require_columns(df: DataFrame, spec: ColumnSpec, where: str = "input") -> Da
         have = ", ".join(f"{n}:{t.simpleString()}" for n, t in present.items())
         raise SchemaError(f"{where}: {'; '.join(parts)}. Present columns: {have}")
     return df
+
+
+def items_columns(items: DataFrame, where: str) -> DataFrame:
+    """`items` checked against ITEMS; `materialize_error`, which tables written before it existed lack, is added
+    as null so exports read old and new lakehouses alike."""
+    if "materialize_error" not in items.columns:
+        items = items.withColumn("materialize_error", F.lit(None).cast("string"))
+    return require_columns(items, ITEMS, where=where)
 
 
 def is_modality(value: str, modality: Column | None = None) -> Column:

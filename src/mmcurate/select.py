@@ -70,7 +70,7 @@ KEPT_SOURCE = "kept counts"
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RULE_KEYS = {"name", "level", "predicate", "detail", "description", "source"}
-_RECIPE_KEYS = {"name", "version", "description", "rules", "tables"}
+_RECIPE_KEYS = {"name", "version", "description", "rules", "tables", "drop_invalid_rows"}
 # Lexemes of a predicate: comments and quoted text are skipped, so only bare words are checked.
 _LEXEMES = re.compile(
     r"--[^\n]*|/\*.*?\*/|'(?:\\.|[^'\\])*'|\"(?:\\.|[^\"\\])*\"|`(?:``|[^`])*`"
@@ -185,6 +185,8 @@ class Recipe:
 
     tables: (name, key) of tables the recipe reads whose key no annotate stage recorded (tables
     made with SQL, say); tables the annotate step wrote are found without it.
+    drop_invalid_rows: drop items that are not metadata at -1 or text/image at >= 0 (the `valid_item` check,
+    NeMo Curator's default); False keeps them, e.g. rows of another modality that no rule reads.
     """
 
     name: str
@@ -192,12 +194,15 @@ class Recipe:
     rules: tuple[Rule, ...]
     description: str = ""
     tables: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    drop_invalid_rows: bool = True
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
             raise RecipeError(f"a recipe's name must be a non-empty string, got {self.name!r}")
         if not isinstance(self.version, str) or not self.version:
             raise RecipeError(f"recipe {self.name!r}: version must be a non-empty string (quote it in YAML)")
+        if not isinstance(self.drop_invalid_rows, bool):
+            raise RecipeError(f"recipe {self.name!r}: drop_invalid_rows must be true or false")
         names = [rule.name for rule in self.rules]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
@@ -216,7 +221,7 @@ class Recipe:
     @classmethod
     def from_dict(cls, data: dict) -> "Recipe":
         """Build from the YAML structure: name, version, description?, tables?: {name: [key...]},
-        rules: [{name, level, predicate, detail?, description?, source?}]."""
+        drop_invalid_rows?, rules: [{name, level, predicate, detail?, description?, source?}]."""
         if not isinstance(data, dict) or not {"name", "version", "rules"} <= set(data):
             raise RecipeError("a recipe is a mapping with keys name, version and rules")
         _no_unknown_keys(data, _RECIPE_KEYS, f"recipe {data['name']!r}")
@@ -234,7 +239,7 @@ class Recipe:
                 raise RecipeError(f"rule {raw.get('name')!r}: name, level and predicate are required")
             rules.append(Rule(**raw))
         return cls(data["name"], data["version"], tuple(rules), data.get("description", ""),
-                   tuple((name, tuple(key)) for name, key in tables.items()))
+                   tuple((name, tuple(key)) for name, key in tables.items()), data.get("drop_invalid_rows", True))
 
     def plan(self, items: DataFrame, tables: Iterable[SignalTable] = ()) -> dict[str, list[tuple[SignalTable, list[str]]]]:
         """Per level, the tables its rules read and which of their columns, found from the rules' words.
@@ -324,7 +329,8 @@ class Recipe:
         """(name, level, applies, result, detail) in ledger order: item validity, then the rules in recipe order."""
         modality, position = F.col(f"{_ITEM}.modality"), F.col(f"{_ITEM}.position")
         invalid = F.concat_ws(" at position ", F.coalesce(modality, F.lit("null")), position.cast("string"))
-        checks = [(VALID_ITEM, "item", F.lit(True), valid_item(position, modality), invalid)]
+        checks = [(VALID_ITEM, "item", F.lit(True), valid_item(position, modality), invalid)] \
+            if self.drop_invalid_rows else []
         for i, rule in enumerate(self.rules):
             applies = F.lit(True) if rule.level == "sample" else is_modality(rule.level, modality)
             detail = F.col(f"_sel_d{i}") if rule.detail else F.lit(None).cast("string")
@@ -477,6 +483,8 @@ def _with_first_failure(flagged: DataFrame, checks, column: str) -> DataFrame:
         verdict = F.struct(F.lit(index).alias("index"), F.lit(name).alias("rule"), reason.alias("reason"),
                            detail.alias("detail"))
         failures.append(F.when(_fails(applies, result), verdict))
+    if not failures:  # no check at all (no item rules, drop_invalid_rows off): nothing fails
+        return flagged.withColumn(column, F.lit(None).cast("struct<index:int,rule:string,reason:string,detail:string>"))
     return flagged.withColumn(column, F.coalesce(*failures))
 
 

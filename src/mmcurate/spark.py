@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator, Mapping
 
 from pyspark.sql import SparkSession
@@ -33,6 +34,9 @@ LOCAL_CONF = {
     "spark.hadoop.parquet.summary.metadata.level": "NONE",
 }
 
+_QUIET_LOGGING = f"-Dlog4j2.configurationFile={Path(__file__).parent / 'resources' / 'log4j2.properties'}"
+"""Errors-only JVM logging for local sessions built here (a `spark.driver.extraJavaOptions` of the caller wins)."""
+
 
 def get_spark(
     master: str | None = None, app_name: str = "mmcurate", conf: Mapping[str, str] | None = None
@@ -53,7 +57,7 @@ def get_spark(
     settings = {**SESSION_CONF, **(conf or {})}
     if master or not launched_by_spark_submit:
         builder = builder.master(master or os.environ.get("MMCURATE_SPARK_MASTER", "local[*]"))
-        settings = {**LOCAL_CONF, **settings}
+        settings = {**LOCAL_CONF, "spark.driver.extraJavaOptions": _QUIET_LOGGING, **settings}
     for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

@@ -10,6 +10,7 @@ Jobs, the CLI, notebooks and tests call these; stages and recipes stay pure Data
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence, Union
@@ -20,7 +21,7 @@ from pyspark.sql import functions as F
 from mmcurate.annotate import STAGES, build_stage, stage_for_column
 from mmcurate.io.documents import STAGE as INGEST_STAGE
 from mmcurate.io.documents import ReaderOptions
-from mmcurate.io.ingest import IngestResult
+from mmcurate.io.ingest import PATTERNS, IngestResult, list_files
 from mmcurate.io.ingest import ingest as parse
 from mmcurate.lakehouse import Lakehouse
 from mmcurate.mixing import Mix, MixError
@@ -33,7 +34,8 @@ from mmcurate.spark import session_conf
 from mmcurate.stage import Stage
 from mmcurate.viewer import View, ViewerError, ViewInputs, render_view
 
-CORE_TABLES = ("items", "images", "quarantine", "curated_items", "drops", "mix_samples", "mix_report")
+CORE_TABLES = ("items", "images", "quarantine", "curated_items", "drops", "mix_samples", "mix_report",
+               "ingested_files")
 """Tables the steps own; every other table with a recorded key is a signal table recipes can read."""
 
 StageSpec = Union[Stage, str, Mapping[str, Any]]
@@ -47,6 +49,7 @@ def ingest(
     patterns: Optional[Iterable[str]] = None,
     app_id: Optional[str] = None,
     app_version: Optional[int] = None,
+    skip_ingested: bool = False,
 ) -> dict:
     """Parse source files and append to the lakehouse's `items`, `images` and `quarantine` tables.
 
@@ -54,8 +57,21 @@ def ingest(
     are quarantined as `duplicate_sample_id`. Images are committed first and items last, so
     `items` never references an image the lakehouse lacks. With app_id/app_version each table's
     commit is idempotent: rerunning a job that died half-way completes it without duplicates.
-    Returns the summary counts.
+    skip_ingested: ingest only files the `ingested_files` table does not list, and list them there after
+    `items` (with an application id of their own unless app_id is given, so a rerun after a crash between
+    the commits lands exactly once). Returns the summary counts.
     """
+    if skip_ingested:
+        files = list_files(paths, patterns or PATTERNS[format]) if paths else []
+        done = set()
+        if lake.exists("ingested_files"):
+            done = {r.path for r in lake.read("ingested_files").select("path").collect()}  # one row per file
+        paths = [f for f in files if f not in done]
+        if not paths:
+            return {"files": 0, "skipped_files": len(files), "documents": 0, "text_items": 0, "image_items": 0,
+                    "unique_images": 0, "quarantined": 0, "quarantine_reasons": {}, "absent_fields": []}
+        if app_id is None:
+            app_id, app_version = "ingest:" + hashlib.sha1("\n".join(paths).encode()).hexdigest()[:20], 0
     with parse(lake.spark, paths, format, options, patterns) as result:
         items, images, quarantine = result.items, result.images, result.quarantine
         if lake.exists("items"):
@@ -78,10 +94,41 @@ def ingest(
         info = {"step": "ingest", "format": format, "files": len(result.files)}
         written = lake.write(images, "images", mode="append", commit_info=info, **txn)
         lake.write(quarantine, "quarantine", mode="append", commit_info=info, **txn)
-        lake.write(items, "items", mode="append", commit_info=info, **txn)
+        committed = lake.write(items, "items", mode="append", commit_info=info, **txn)
+        if skip_ingested:
+            listed = lake.spark.createDataFrame([(f, format, committed.version) for f in result.files],
+                                                "path string, format string, items_version long")
+            lake.write(listed, "ingested_files", mode="append", commit_info=info, **txn)
         new_images = 0 if written.skipped else written.rows_added
         return IngestResult(items, images, quarantine, result.files, requested=result.requested).summary(
             unique_images=new_images)
+
+
+def materialize(lake: Lakehouse, table: str = "items", only_missing_binary: bool = True,
+                retry_errors: bool = False) -> dict:
+    """Read the bytes of `table`'s lazy image items (ingested with `materialize_on_read=False`, or whose read
+    failed) from their `source_ref`, store the new images and commit `table` with their `image_id` or
+    `materialize_error`. Resumable: items that failed are skipped unless retry_errors; a rerun with nothing
+    to read commits nothing. Returns counts (tried, materialized, failed per reason, new images).
+
+    Images are committed before `table`, so items never reference an image the lakehouse lacks. The table is
+    rewritten in one commit (Delta keeps the previous version readable).
+    """
+    from mmcurate.io.materialize import materialize_images
+
+    version = lake.version(table)
+    with materialize_images(lake.read(table, version=version), only_missing_binary, retry_errors) as done:
+        counts = done.counts()
+        if not counts["tried"]:
+            return {**counts, "new_images": 0, "version": version}
+        info = {"step": "materialize", "table": table, "read": {table: version}, **counts}
+        images = done.images
+        if lake.exists("images"):
+            images = images.join(lake.read("images", version=lake.version("images")).select("image_id"),
+                                 "image_id", "left_anti")
+        written = lake.write(images, "images", mode="append", commit_info=info)
+        result = lake.write(done.items, table, mode="overwrite", commit_info=info)
+        return {**counts, "new_images": written.rows_added, "version": result.version}
 
 
 @dataclass(frozen=True)
@@ -257,10 +304,7 @@ def select(lake: Lakehouse, recipe: Union[Recipe, str], curated_table: str = "cu
     recipe = recipe if isinstance(recipe, Recipe) else Recipe.from_yaml(recipe)
     items = lake.read("items")
     tables = signal_tables(lake, recipe)
-    plan = recipe.plan(items, tables)
-    read = sorted({t.name for level in plan.values() for t, _ in level})
-    info = {"step": "select", "recipe": recipe.name, "recipe_version": recipe.version,
-            "read": {name: lake.version(name) for name in ["items", *read]}}
+    info = _select_info(lake, recipe, items, tables)
     selection = recipe.apply(items, tables).persist()
     try:
         lake.write(selection.curated, curated_table, mode="overwrite", commit_info=info)
@@ -270,6 +314,45 @@ def select(lake: Lakehouse, recipe: Union[Recipe, str], curated_table: str = "cu
         selection.unpersist()
     drops = lake.read("drops").where(F.col("recipe") == recipe.name)
     return replace(selection, curated=lake.read(curated_table), drops=drops, summary=summary)
+
+
+def _select_info(lake: Lakehouse, recipe: Recipe, items: DataFrame, tables: list[SignalTable]) -> dict:
+    """What a select commit records: the recipe (name, version, a fingerprint of its rules) and the versions of
+    the tables it reads."""
+    plan = recipe.plan(items, tables)
+    read = sorted({t.name for level in plan.values() for t, _ in level})
+    return {"step": "select", "recipe": recipe.name, "recipe_version": recipe.version,
+            "fingerprint": fingerprint(recipe), "read": {name: lake.version(name) for name in ["items", *read]}}
+
+
+def fingerprint(spec: Any) -> str:
+    """A short hash of a recipe's or mix's full definition: an edit without a version bump still counts."""
+    return hashlib.sha1(repr(spec).encode()).hexdigest()[:16]
+
+
+def select_is_current(lake: Lakehouse, recipe: Union[Recipe, str], curated_table: str = "curated_items") -> bool:
+    """True when `curated_table` was last written by this recipe (same definition) from the table versions it
+    would read now: selecting again would write the same rows."""
+    recipe = recipe if isinstance(recipe, Recipe) else Recipe.from_yaml(recipe)
+    last = newest_commit(lake, curated_table, "select")
+    if last is None or not lake.exists("items"):
+        return False
+    return last == {**last, **_select_info(lake, recipe, lake.read("items"), signal_tables(lake, recipe))}
+
+
+def mix_is_current(lake: Lakehouse, spec: Union[Mix, str]) -> bool:
+    """True when this mix (same definition) was last planned from the table versions it would read now."""
+    spec = spec if isinstance(spec, Mix) else Mix.from_yaml(spec)
+    last = newest_commit(lake, "mix_samples", "mix", mix=spec.name)
+    return last is not None and lake.exists(spec.table) and \
+        last == {**last, **_mix_info(lake, spec, signal_tables(lake, spec))}
+
+
+def _mix_info(lake: Lakehouse, spec: Mix, tables: list[SignalTable]) -> dict:
+    """What a mix commit records: the mix (name, version, fingerprint), its table and the versions read."""
+    read = {name: lake.version(name) for name in [spec.table, "images", *(t.name for t in tables)]}
+    return {"step": "mix", "mix": spec.name, "mix_version": spec.version, "fingerprint": fingerprint(spec),
+            "table": spec.table, "read": read}
 
 
 @dataclass(frozen=True)
@@ -291,8 +374,8 @@ def mix(lake: Lakehouse, spec: Union[Mix, str], chart: Optional[str] = None) -> 
         raise MixError(f"mix {spec.name!r} draws from table {spec.table!r}, which the lakehouse lacks "
                        f"(run `mmcurate select` first, or set table: in the mix)")
     tables = signal_tables(lake, spec)
-    read = {name: lake.version(name) for name in [spec.table, "images", *(t.name for t in tables)]}
-    info = {"step": "mix", "mix": spec.name, "mix_version": spec.version, "table": spec.table, "read": read}
+    info = _mix_info(lake, spec, tables)
+    read = info["read"]
     planned = plan_mix(spec, lake.read(spec.table, version=read[spec.table]),
                        lake.read("images", version=read["images"]), tables)
     lake.write(planned, "mix_samples", mode="overwrite", replace_where={"mix": spec.name}, commit_info=info)

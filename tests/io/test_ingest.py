@@ -31,19 +31,24 @@ def test_mint_webdataset(spark, test_data, fixtures):
     expected = fixtures["wds_mint"]
     result = ingest(spark, str(test_data / "wds_mint"), "webdataset")
     summary = result.summary()
-    # the three doxygen images are referenced but not in the tar: quarantined, the documents stay
+    # the three doxygen images are referenced but not in the tar: kept without bytes (as NeMo), with the reason
     assert summary["documents"] == expected["documents"]
     assert summary["text_items"] == expected["text_items"]
-    assert summary["image_items"] == expected["image_items"] - expected["url_only_images"]
-    assert summary["quarantine_reasons"] == {"missing_image_member": expected["url_only_images"]}
+    assert summary["image_items"] == expected["image_items"]
+    assert summary["quarantine_reasons"] == {}
     assert summary["unique_images"] == expected["unique_images"] - expected["url_only_images"]
+    lacking = result.items.where("modality = 'image' AND image_id IS NULL").collect()
+    assert len(lacking) == expected["url_only_images"]
+    assert all(r.materialize_error.startswith("missing_image_member: ") and r.image_url.endswith(".png")
+               for r in lacking)
     ids = [r.sample_id for r in result.items.where("position = -1").orderBy("sample_id").collect()]
     assert ids == sorted(expected["sample_ids"])
     assert content_positions_are_gap_free(result.items)
     # content addressed: the id is the sha256 of the stored bytes, every image item has its image
     images = result.images
     assert images.where(F.sha2("binary_content", 256) != F.col("image_id")).count() == 0
-    assert result.items.where("modality = 'image'").join(images, "image_id", "left_anti").count() == 0
+    assert result.items.where("modality = 'image' AND image_id IS NOT NULL").join(
+        images, "image_id", "left_anti").count() == 0
     assert images.where("width > 0 AND height > 0 AND n_bytes = length(binary_content)").count() == images.count()
     # sample-level passthrough sits on the metadata row, NeMo style
     meta = result.items.where("position = -1").select("url", "title", "source").first()

@@ -27,6 +27,7 @@ from typing import Optional
 
 import pytest
 
+from mmcurate.io.documents import ReaderOptions
 from mmcurate.io.ingest import ingest
 
 pytestmark = pytest.mark.reliability
@@ -76,16 +77,16 @@ def relative(source: str) -> str:
         return source
 
 
-def run_ingest(spark, files: list[str], fmt: str) -> Run:
+def run_ingest(spark, files: list[str], fmt: str, options: Optional[ReaderOptions] = None) -> Run:
     run = Run(files=[relative(f) for f in files])
     try:
-        result = ingest(spark, files, fmt)
+        result = ingest(spark, files, fmt, options)
         try:
             run.quarantine = [{**r.asDict(), "file": relative(r.source)} for r in
                               result.quarantine.select("source", "locator", "reason", "detail", "sample_id").collect()]
             run.items = [r.asDict() for r in result.items.select(
                 "sample_id", "position", "modality", "content_type", "text_content", "image_id", "image_url",
-                "source_ref").collect()]
+                "source_ref", "materialize_error").collect()]
             run.images = {r.image_id: r.asDict() for r in
                           result.images.select("image_id", "content_type", "width", "height", "n_bytes").collect()}
         finally:
@@ -170,6 +171,16 @@ def case_failures(case: dict, runs: Runs) -> list[str]:
                      ("unique_images", len({i["image_id"] for i in images}))):
         if key in check and got != check[key]:
             failures.append(f"{key}: {got}, expected {check[key]}")
+    if "materialize_error" in check:
+        errors = [i["materialize_error"] for i in images]
+        if not images or not all(i["image_id"] is None and (e or "").startswith(check["materialize_error"] + ": ")
+                                 for i, e in zip(images, errors)):
+            failures.append(f"image items of {sample_id!r} should have no bytes and a materialize_error "
+                            f"{check['materialize_error']!r}: got {errors}")
+    if "positions" in check:
+        got = [r["modality"] for r in sorted(texts + images, key=lambda r: r["position"])]
+        if got != check["positions"]:
+            failures.append(f"modalities in position order: {got}, expected {check['positions']}")
     wanted = {k: check[k] for k in ("width", "height", "content_type") if k in check}
     if wanted:
         if not images:
@@ -196,6 +207,25 @@ def case_param(case: dict):
 def test_case(case, runs):
     failures = case_failures(case, runs)
     assert not failures, f"{case['case']} ({case['input']}):\n" + "\n".join(failures)
+
+
+def test_verify_images_quarantines_what_the_header_probe_keeps(spark):
+    """With verify_images every image is decoded at ingest: the undecodable ones kept by default go to quarantine
+    with the reason cases.json names, their documents stay."""
+    verified = [c for c in CASES if c.get("verify_images")]
+    files = sorted({c["file"] for c in verified})
+    assert len(verified) >= 8
+    by_format = defaultdict(list)
+    for file in files:
+        by_format[next(c["format"] for c in verified if c["file"] == file)].append(str(BAD / file))
+    rows = []
+    for fmt, paths in by_format.items():
+        run = run_ingest(spark, paths, fmt, ReaderOptions(verify_images=True))
+        assert run.error is None, run.error
+        rows += [(r["file"], r["locator"], r["reason"]) for r in run.quarantine]
+    for case in verified:
+        assert any(f == case["file"] and case["locator_contains"] in loc and reason == case["verify_images"]
+                   for f, loc, reason in rows), (case["case"], case["verify_images"])
 
 
 # ---------------------------------------------------------------------------------------------- invariants

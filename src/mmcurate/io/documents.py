@@ -66,6 +66,12 @@ class ReaderOptions:
     extensions the `{sample_id}{ext}` image fallback tries (NeMo Curator's options and defaults).
     max_pixels: images claiming more pixels go to quarantine undecoded (decompression bombs).
     max_text_chars: longer text items are quarantined rather than ingested.
+    materialize_on_read: read image bytes at ingest (True), or keep image items lazy: `image_id` null and
+        a `source_ref` that `steps.materialize` or an export's `materialize_on_write` reads later.
+    on_missing_image: an image whose bytes cannot be had (missing tar member, failed read, bad base64)
+        is kept as an item with `materialize_error` ("keep", NeMo Curator's behaviour), or quarantined.
+    verify_images: decode every image fully at ingest and quarantine the undecodable ones; by default only
+        the header is read (format, size, bomb check) and `image_scores`' `decodable` verdict drops them.
     """
 
     fields: Optional[tuple[str, ...]] = None
@@ -80,8 +86,13 @@ class ReaderOptions:
     max_pixels: int = MAX_PIXELS
     max_text_chars: int = 5_000_000
     max_items: int = 100_000
+    materialize_on_read: bool = True
+    on_missing_image: str = "keep"
+    verify_images: bool = False
 
     def __post_init__(self):
+        if self.on_missing_image not in ON_MISSING_IMAGE:
+            raise ValueError(f"on_missing_image must be one of {ON_MISSING_IMAGE}, got {self.on_missing_image!r}")
         reserved = sorted(set(self.fields or ()) & set(CORE_ITEM_COLUMNS))
         if reserved:
             raise ValueError(f"fields contains reserved keys: {reserved}")
@@ -92,6 +103,10 @@ class ReaderOptions:
             object.__setattr__(self, name, tuple(e.lower() for e in value))
 
 
+ON_MISSING_IMAGE = ("keep", "quarantine")
+DANGEROUS_IMAGE = frozenset({"decompression_bomb"})
+"""Probe verdicts that are quarantined even when undecodable images are kept: their pixels must never be decoded."""
+_UTF8_BOM = b"\xef\xbb\xbf"
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
@@ -100,7 +115,10 @@ def parse_json(raw: bytes) -> tuple[Any, Optional[tuple[str, str]]]:
 
     Refuses what json.loads accepts but no UTF-8 store can hold (lone surrogate escapes), and
     turns every parse failure (deep nesting, huge integers) into a reason instead of an exception.
+    A leading UTF-8 byte-order mark (Windows tools write one) is not part of the document.
     """
+    if raw.startswith(_UTF8_BOM):
+        raw = raw[len(_UTF8_BOM):]
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -194,13 +212,18 @@ def document_rows(doc: Document, ordinal: int, options: ReaderOptions) -> Iterat
     for index, item in enumerate(doc.items):
         problem = item.error or _item_problem(item, options)
         if problem is None and item.modality == "image" and item.data is not None:
-            info = probe(item.data, max_pixels=options.max_pixels)
-            if info.error:
+            info = probe(item.data, max_pixels=options.max_pixels, verify=options.verify_images)
+            if info.error and (options.verify_images or info.error in DANGEROUS_IMAGE):
                 problem = (f"image_{info.error}", info.detail or info.error)
-            else:
+            else:  # undecodable bytes stay an image: the `decodable` rule drops them with a ledger row
                 item.content_type = info.content_type or item.content_type
                 content.append((item, info))
                 continue
+        if problem is not None and item.modality == "image" and options.on_missing_image == "keep" \
+                and problem[0] in UNMATERIALIZED:
+            item.error = problem
+            content.append((item, None))
+            continue
         if problem is not None:
             reason, detail = problem
             yield {**common, "kind": "quarantine", "locator": f"{doc.locator}#{index}",
@@ -220,7 +243,8 @@ def document_rows(doc: Document, ordinal: int, options: ReaderOptions) -> Iterat
         values, kinds = encode_fields(item.fields)
         row = {**common, "kind": "item", "position": position, "modality": item.modality,
                "content_type": item.content_type, "text_content": item.text, "image_url": item.url,
-               "source_ref": _json(item.source_ref), "passthrough": values, "passthrough_kinds": kinds}
+               "source_ref": _json(item.source_ref), "passthrough": values, "passthrough_kinds": kinds,
+               "materialize_error": f"{item.error[0]}: {item.error[1]}" if item.error else None}
         if info is not None:
             image_id = sha256_hex(item.data)
             row["image_id"] = image_id
@@ -231,6 +255,11 @@ def document_rows(doc: Document, ordinal: int, options: ReaderOptions) -> Iterat
         yield row
 
 
+UNMATERIALIZED = frozenset({"missing_image_member", "truncated_member", "missing_tiff_frame", "materialize_failed",
+                            "missing_image_bytes", "invalid_image_bytes", "image_without_content"})
+"""Image item problems that mean "the bytes could not be had": kept as a lazy item under on_missing_image="keep"."""
+
+
 def _item_problem(item: Item, options: ReaderOptions) -> Optional[tuple[str, str]]:
     if item.modality == "text":
         if not isinstance(item.text, str):
@@ -238,8 +267,8 @@ def _item_problem(item: Item, options: ReaderOptions) -> Optional[tuple[str, str
         if len(item.text) > options.max_text_chars:
             return "text_too_long", f"{len(item.text)} chars > max_text_chars={options.max_text_chars}"
         return None
-    if item.data is None and not item.url:
-        return "image_without_content", "image item with neither bytes nor URL"
+    if item.data is None and not item.url and not (item.source_ref or {}).get("path"):
+        return "image_without_content", "image item with neither bytes, URL nor source_ref path"
     return None
 
 

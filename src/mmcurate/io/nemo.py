@@ -7,7 +7,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from mmcurate.schema import ITEMS, require_columns
+from mmcurate.schema import items_columns, require_columns
 
 NEMO_COLUMNS = (
     "sample_id", "position", "modality", "content_type", "text_content", "binary_content", "source_ref",
@@ -25,10 +25,10 @@ def interleaved_rows(items: DataFrame, images: DataFrame) -> DataFrame:
     Columns: NEMO_COLUMNS, then every other items column as passthrough (`image_id` and
     `image_url` included). `binary_content` comes from a left join on `image_id`, so text rows and
     URL-only images get null bytes; an image row's `content_type` is the `images` one (read from
-    the bytes) where the image is known, else the item's. `materialize_error` is null.
+    the bytes) where the image is known, else the item's; `materialize_error` is the item's.
     `images` must hold one row per `image_id` (it is content-addressed), or item rows would repeat.
     """
-    require_columns(items, ITEMS, where="interleaved_rows(items)")
+    items = items_columns(items, where="interleaved_rows(items)")
     require_columns(images, IMAGE_COLUMNS, where="interleaved_rows(images)")
     passthrough = [literal_column(name) for name in items.columns if name not in NEMO_COLUMNS]
     return join_image_bytes(items, image_bytes(images), "left").select(
@@ -39,7 +39,7 @@ def interleaved_rows(items: DataFrame, images: DataFrame) -> DataFrame:
         "text_content",
         "binary_content",
         "source_ref",
-        F.lit(None).cast("string").alias("materialize_error"),
+        "materialize_error",
         *passthrough,
     )
 

@@ -12,6 +12,7 @@ from typing import Optional
 
 from pyspark.sql import DataFrame
 
+from mmcurate.io.materialize import export_inputs
 from mmcurate.io.nemo import interleaved_rows
 
 
@@ -23,6 +24,8 @@ def write_parquet(
     rows_per_file: Optional[int] = None,
     compression: str = "snappy",
     overwrite: bool = False,
+    materialize_on_write: bool = True,
+    on_materialize_error: str = "warn",
 ) -> None:
     """Write NeMo Curator interleaved Parquet files under `out_dir` (a path Spark can write to).
 
@@ -35,18 +38,26 @@ def write_parquet(
         write only (the session's `spark.sql.parquet.compression.codec` is left alone).
     overwrite: replace an existing `out_dir`; otherwise an existing one is refused (Spark's
         "errorifexists").
+    materialize_on_write / on_materialize_error: lazy image items are read from their source_ref first;
+        image items still without bytes are kept with a warning ("warn"), refused ("error") or dropped
+        ("drop_row", "drop_sample"): see `io.materialize.export_inputs`.
 
     >>> write_parquet(curated_items, images, "/data/export/parquet", rows_per_file=100_000)
     """
     if rows_per_file is not None and rows_per_file <= 0:
         raise ValueError(f"rows_per_file must be a positive number of rows, got {rows_per_file}")
-    rows = interleaved_rows(items, images)
-    if rows_per_file is None:
-        rows = rows.repartition("sample_id")
-    else:
-        rows = rows.repartition(max(1, math.ceil(items.count() / rows_per_file)), "sample_id")
-    (
-        rows.sortWithinPartitions("sample_id", "position")
-        .write.mode("overwrite" if overwrite else "errorifexists").option("compression", compression)
-        .parquet(str(out_dir))
-    )
+    items, images, materialized = export_inputs(items, images, materialize_on_write, on_materialize_error)
+    try:
+        rows = interleaved_rows(items, images)
+        if rows_per_file is None:
+            rows = rows.repartition("sample_id")
+        else:
+            rows = rows.repartition(max(1, math.ceil(items.count() / rows_per_file)), "sample_id")
+        (
+            rows.sortWithinPartitions("sample_id", "position")
+            .write.mode("overwrite" if overwrite else "errorifexists").option("compression", compression)
+            .parquet(str(out_dir))
+        )
+    finally:
+        if materialized is not None:
+            materialized.unpersist()

@@ -36,8 +36,9 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from mmcurate.io.materialize import export_inputs
 from mmcurate.io.nemo import IMAGE_COLUMNS, image_bytes, join_image_bytes, literal_column
-from mmcurate.schema import CORE_ITEM_COLUMNS, ITEMS, METADATA_POSITION, MODALITIES, require_columns
+from mmcurate.schema import CORE_ITEM_COLUMNS, METADATA_POSITION, MODALITIES, items_columns, require_columns
 
 DEFAULT_SAMPLES_PER_SHARD = 1000
 BROADCAST_BYTES = 128 * 2**20
@@ -127,6 +128,8 @@ def write_webdataset(
     overwrite: bool = False,
     lineage: Optional[dict] = None,
     storage_options: Optional[dict] = None,
+    materialize_on_write: bool = True,
+    on_materialize_error: str = "warn",
 ) -> DataFrame:
     """Write `{prefix}-{shard:06d}.tar` shards, `manifest.json` and `lineage/` under `out_dir`; return the
     manifest (MANIFEST, one row per shard).
@@ -148,6 +151,9 @@ def write_webdataset(
         Spark, so Spark must be able to write there too); a non-empty one is refused unless
         `overwrite=True` (which deletes everything in it first) or `resume=True`.
     lineage: JSON-serialisable dict stored verbatim in manifest.json (recipe, table versions...).
+    materialize_on_write / on_materialize_error: lazy image items are read from their source_ref first;
+        image items still without bytes keep their slot (the member name in `images`, no member) with a
+        warning ("warn"), fail the export ("error"), or are dropped ("drop_row", "drop_sample").
     Items with a modality other than text/image/metadata, or at an invalid position, fail the
     job with a ValueError naming the sample. Only one row per shard reaches the driver.
 
@@ -155,31 +161,36 @@ def write_webdataset(
     """
     samples_per_shard = _samples_per_shard(samples_per_shard, shard_bytes)
     _check_options(prefix, resume, overwrite, lineage)
+    items = items_columns(items, where="write_webdataset(items)")
     passthrough = _passthrough_columns(items, copies=repeats is not None)
-    require_columns(items, ITEMS, where="write_webdataset(items)")
     require_columns(images, IMAGE_COLUMNS, where="write_webdataset(images)")
     if shard_bytes is not None:
         require_columns(images, {"n_bytes": "bigint"}, where="write_webdataset(images, shard_bytes=...)")
-    target = _Target(_absolute(out_dir), prefix, dict(storage_options or {}))
-    fs, root = target.filesystem()
-    _prepare_out_dir(fs, root, overwrite, resume)
-    copies = _copies(items, repeats)
-    totals = _totals(copies, images, shard_bytes)
-    n_shards = _shard_count(totals, samples_per_shard, shard_bytes)
-    plan = {"n_shards": n_shards, "samples_per_shard": samples_per_shard, "shard_bytes": shard_bytes, "seed": seed,
-            "shuffle": shuffle, "prefix": prefix, "repeats": repeats is not None,
-            "fingerprint": _fingerprint(totals, passthrough)}
-    done, finished = _start(fs, root, target, plan, resume)
-    if finished:  # a resume of a finished export: nothing to do
-        records = [done[number] for number in range(n_shards)]
-    else:
-        placed = _placed(copies, n_shards, seed, shuffle)
-        records = _write_missing_shards(placed, images, target, plan, _join_strategy(totals), done, passthrough)
-        _write_lineage(placed, f"{target.out_dir}/{_LINEAGE}", totals["with_metadata"] == totals["samples"])
-        _finish(fs, root, records, plan, lineage)
-    return items.sparkSession.createDataFrame(
-        [tuple(record[name] for name in MANIFEST.fieldNames()) for record in records], MANIFEST
-    )
+    items, images, materialized = export_inputs(items, images, materialize_on_write, on_materialize_error)
+    try:
+        target = _Target(_absolute(out_dir), prefix, dict(storage_options or {}))
+        fs, root = target.filesystem()
+        _prepare_out_dir(fs, root, overwrite, resume)
+        copies = _copies(items, repeats)
+        totals = _totals(copies, images, shard_bytes)
+        n_shards = _shard_count(totals, samples_per_shard, shard_bytes)
+        plan = {"n_shards": n_shards, "samples_per_shard": samples_per_shard, "shard_bytes": shard_bytes, "seed": seed,
+                "shuffle": shuffle, "prefix": prefix, "repeats": repeats is not None,
+                "fingerprint": _fingerprint(totals, passthrough)}
+        done, finished = _start(fs, root, target, plan, resume)
+        if finished:  # a resume of a finished export: nothing to do
+            records = [done[number] for number in range(n_shards)]
+        else:
+            placed = _placed(copies, n_shards, seed, shuffle)
+            records = _write_missing_shards(placed, images, target, plan, _join_strategy(totals), done, passthrough)
+            _write_lineage(placed, f"{target.out_dir}/{_LINEAGE}", totals["with_metadata"] == totals["samples"])
+            _finish(fs, root, records, plan, lineage)
+        return items.sparkSession.createDataFrame(
+            [tuple(record[name] for name in MANIFEST.fieldNames()) for record in records], MANIFEST
+        )
+    finally:
+        if materialized is not None:
+            materialized.unpersist()
 
 
 def _write_missing_shards(placed: DataFrame, images: DataFrame, target: _Target, plan: dict, strategy: str,

@@ -6,10 +6,14 @@ Writes, next to this file:
 * `documents/`     OBELICS-style JSON Lines (`texts`/`images`, optional parallel `image_bytes` base64)
 * `mmc4/`          MMC4 JSON Lines (`text_list`, `image_info[]` with `matched_text_index`, `image_base64`)
 * `nemo_parquet/`  NeMo Curator interleaved Parquet (one row per item)
-* `cases.json`     one entry per case: {case, format, file, locator_contains, expect, check?, input, bug?, isolate?}
+* `cases.json`     one entry per case: {case, format, file, locator_contains, expect, check?, input, bug?, isolate?,
+                   verify_images?}
                    `expect` is the quarantine reason the case must produce at a locator containing
                    `locator_contains` in `file`, or "ok" for valid-but-unusual input that must ingest
-                   cleanly (`check`: sample_id, width/height/content_type of its images, item counts).
+                   cleanly (`check`: sample_id, width/height/content_type of its images, item counts,
+                   `materialize_error`: the reason its image items carry instead of bytes, `positions`: the
+                   modalities in position order). `verify_images` is the reason the case's image gets when
+                   ingest decodes every image (`ReaderOptions(verify_images=True)`).
                    `bug` marks a case whose current behaviour is wrong (the test expects the correct
                    behaviour and is a strict xfail until src/ is fixed); `isolate` marks input that
                    currently kills the whole Spark job, so the test ingests that file on its own.
@@ -62,11 +66,13 @@ CASES: list[dict] = []
 INVENTORY: list[dict] = []
 
 
-def case(name, fmt, file, locator, expect, input, check=None, bug=None, isolate=False):
+def case(name, fmt, file, locator, expect, input, check=None, bug=None, isolate=False, verify_images=None):
     """Register one case (see the module docstring for the fields)."""
     assert name not in {c["case"] for c in CASES}, name
     entry = {"case": name, "format": fmt, "file": file, "locator_contains": locator, "expect": expect,
              "input": input}
+    if verify_images:
+        entry["verify_images"] = verify_images
     if check:
         entry["check"] = check
     if bug:
@@ -231,8 +237,12 @@ def write_wds(out: Path):
         wds_doc(members, file, name, [f"Caption for {name}.", None], [None, member], name)
         if expect == "ok":
             case(name, fmt, file, f"{name}.json", "ok", desc, {"sample_id": name, **check})
-        else:
-            case(name, fmt, file, f"{name}.json#1", expect, desc, {"sample_id": name, "document_kept": True})
+        elif expect == "image_decompression_bomb":  # dangerous: never stored, whatever the options
+            case(name, fmt, file, f"{name}.json#1", expect, desc, {"sample_id": name, "document_kept": True},
+                 verify_images=expect)
+        else:  # undecodable: kept (header-only probe), the `decodable` rule drops it; verify_images quarantines it
+            case(name, fmt, file, f"{name}.json", "ok", desc, {"sample_id": name, "image_items": 1, "unique_images": 1},
+                 verify_images=expect)
     (out / "images.tar").write_bytes(tar_bytes(members))
 
     # structure.tar: malformed and inconsistent sample members ----------------------------------
@@ -253,14 +263,17 @@ def write_wds(out: Path):
                "invalid_utf8_member", "invalid_utf8", "`.json` member encoded in Latin-1 (invalid UTF-8 bytes)")
     raw_member("array", b"[1, 2, 3]", "json_not_an_object", "not_an_object", "`.json` member holding a JSON array")
     wds_doc(members, file, "unequal", ["a", "b", "c"], [None, None], "unequal_lengths")
-    case("unequal_lengths", fmt, file, "unequal.json", "unequal_lengths", "3 texts vs 2 images")
+    case("unequal_lengths", fmt, file, "unequal.json", "ok", "3 texts vs 2 images (read as NeMo: shorter list padded)",
+         {"sample_id": "unequal", "text_items": 3, "image_items": 0})
     members.append(("both.0.jpg", real("hopper.jpg")))
     wds_doc(members, file, "both", ["text", None], ["both.0.jpg", None], "both_at_same_index")
-    case("both_at_same_index", fmt, file, "both.json", "text_and_image_at_same_index",
-         "texts[0] and images[0] both non-null")
+    case("both_at_same_index", fmt, file, "both.json", "ok",
+         "texts[0] and images[0] both non-null (read as NeMo: the text, then the image)",
+         {"sample_id": "both", "text_items": 1, "image_items": 1, "positions": ["text", "image"]})
     wds_doc(members, file, "missing_member", ["text", None], [None, "absent.1.jpg"], "missing_image_member")
-    case("missing_image_member", fmt, file, "missing_member.json#1", "missing_image_member",
-         "image entry naming a member that is not in the tar", {"sample_id": "missing_member", "document_kept": True})
+    case("missing_image_member", fmt, file, "missing_member.json", "ok",
+         "image entry naming a member that is not in the tar (kept without bytes, as NeMo)",
+         {"sample_id": "missing_member", "image_items": 1, "materialize_error": "missing_image_member"})
     wds_doc(members, file, "empty", [], [], "empty_document")
     case("empty_document", fmt, file, "empty.json", "empty_document", "`{\"texts\": [], \"images\": []}`")
     members.append(("../escape.json", dumps({"sample_id": "escape", "texts": ["tar slip"]})))
@@ -273,9 +286,9 @@ def write_wds(out: Path):
     case("image_member_dotdot_path", fmt, file, "../evil.1.jpg", "unsafe_member_name",
          "image member named `../evil.1.jpg`")
     wds_doc(members, file, "evil_ref", ["text", None], [None, "../evil.1.jpg"], "image_ref_to_unsafe_member")
-    case("image_ref_to_unsafe_member", fmt, file, "evil_ref.json#1", "missing_image_member",
-         "document whose image is the unsafe `../evil.1.jpg` (never read)",
-         {"sample_id": "evil_ref", "document_kept": True})
+    case("image_ref_to_unsafe_member", fmt, file, "evil_ref.json", "ok",
+         "document whose image is the unsafe `../evil.1.jpg` (never read: kept without bytes)",
+         {"sample_id": "evil_ref", "image_items": 1, "materialize_error": "missing_image_member"})
     members.append(("twice.json", dumps({"texts": ["first copy"]})))
     inventory(fmt, file, "twice.json", "twice", 1, 0, "duplicate_member")
     members.append(("twice.json", dumps({"texts": ["second copy"]})))
@@ -432,16 +445,17 @@ def write_documents(out: Path):
     case("documents_invalid_utf8", fmt, file, loc, "invalid_utf8", "JSONL line with Latin-1 bytes")
     loc = add(dumps({"texts": [], "images": []}), "documents_empty_document")
     case("documents_empty_document", fmt, file, loc, "empty_document", "`{\"texts\": [], \"images\": []}`")
-    loc = add(dumps({"texts": ["a", "b"], "images": [None]}), "documents_unequal_lengths")
-    case("documents_unequal_lengths", fmt, file, loc, "unequal_lengths", "2 texts vs 1 image")
-    loc = add(dumps({"texts": ["a"], "images": ["https://example.com/b.jpg"]}), "documents_both_at_same_index")
-    case("documents_both_at_same_index", fmt, file, loc, "text_and_image_at_same_index",
-         "texts[0] and images[0] both non-null")
+    loc = add(dumps({"texts": ["a", "b"], "images": [None]}), "documents_unequal_lengths", 2, 0)
+    case("documents_unequal_lengths", fmt, file, loc, "ok", "2 texts vs 1 image (shorter list padded)",
+         {"sample_id": f"docs/{loc}", "text_items": 2})
+    loc = add(dumps({"texts": ["a"], "images": ["https://example.com/b.jpg"]}), "documents_both_at_same_index", 1, 1)
+    case("documents_both_at_same_index", fmt, file, loc, "ok", "texts[0] and images[0] both non-null",
+         {"sample_id": f"docs/{loc}", "text_items": 1, "image_items": 1, "positions": ["text", "image"]})
     blank()
     loc = add(dumps({"texts": ["t", None], "images": [None, "https://example.com/c.png"],
                      "image_bytes": [None, "!!! not base64 ***"]}), "documents_invalid_base64", 1, 1)
-    case("documents_invalid_base64", fmt, file, f"{loc}#1", "invalid_image_bytes",
-         "`image_bytes` entry that is not base64", {"sample_id": f"docs/{loc}", "document_kept": True})
+    case("documents_invalid_base64", fmt, file, loc, "ok", "`image_bytes` entry that is not base64 (kept by URL)",
+         {"sample_id": f"docs/{loc}", "image_items": 1, "materialize_error": "invalid_image_bytes"})
     loc = add(dumps({"texts": ["t", None], "images": [None, "https://example.com/d.webp"],
                      "image_bytes": [None, base64.b64encode(real("hopper.webp")).decode()]}),
               "documents_base64_webp", 1, 1)
@@ -456,6 +470,8 @@ def write_documents(out: Path):
     case("documents_text_not_a_string", fmt, file, f"{loc}#0", "text_not_a_string", "a text entry that is an object",
          {"sample_id": f"docs/{loc}", "document_kept": True})
     (out / "docs.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    write_windows_jsonl(out, fmt, "documents", lambda i: {"texts": [f"Paragraph {i}.", None],
+                                                         "images": [None, f"https://example.com/{i}.jpg"]}, 1, 1)
 
     # 10 MB single paragraph, gzip-compressed -------------------------------------------------------
     file = "documents/long_paragraph.jsonl.gz"
@@ -531,12 +547,13 @@ def write_mmc4(out: Path):
          {"sample_id": f"docs/{loc}", "document_kept": True})
     loc = add(dumps({"text_list": ["One."], "image_info": [info(3, matched_text_index=0, image_base64="@@not base64@@")]}),
               "mmc4_invalid_base64", 1, 1)
-    case("mmc4_invalid_base64", fmt, file, f"{loc}#0", "invalid_image_bytes", "`image_base64` that is not base64",
-         {"sample_id": f"docs/{loc}", "document_kept": True})
+    case("mmc4_invalid_base64", fmt, file, loc, "ok", "`image_base64` that is not base64 (kept by URL)",
+         {"sample_id": f"docs/{loc}", "image_items": 1, "materialize_error": "invalid_image_bytes"})
     loc = add(dumps({"text_list": ["One."], "image_info": [
         info(4, matched_text_index=0, image_base64=b64(b"plain text, not an image"))]}), "mmc4_base64_not_an_image", 1, 1)
-    case("mmc4_base64_not_an_image", fmt, file, f"{loc}#0", "image_not_an_image",
-         "valid base64 of a text file in `image_base64`", {"sample_id": f"docs/{loc}", "document_kept": True})
+    case("mmc4_base64_not_an_image", fmt, file, loc, "ok",
+         "valid base64 of a text file in `image_base64` (kept; the decodable rule drops it)",
+         {"sample_id": f"docs/{loc}", "image_items": 1, "unique_images": 1}, verify_images="image_not_an_image")
     loc = add(dumps({"text_list": ["One."], "image_info": ["not an object"]}), "mmc4_image_info_not_an_object", 1, 1)
     case("mmc4_image_info_not_an_object", fmt, file, f"{loc}#1", "malformed_image_info",
          "`image_info` entry that is a string", {"sample_id": f"docs/{loc}", "document_kept": True})
@@ -547,6 +564,29 @@ def write_mmc4(out: Path):
     loc = add(dumps({"text_list": [], "image_info": []}), "mmc4_empty_document")
     case("mmc4_empty_document", fmt, file, loc, "empty_document", "empty `text_list` and `image_info`")
     (out / "docs.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    write_windows_jsonl(out, fmt, "mmc4", lambda i: {"url": f"https://example.com/{i}", "text_list": [f"Sentence {i}."],
+                                                    "image_info": []}, 1, 0)
+
+
+def write_windows_jsonl(out: Path, fmt: str, folder: str, record, n_texts: int, n_images: int):
+    """JSONL as Windows tools write it: a UTF-8 byte-order mark, CRLF line ends, blank lines; plain and gzipped.
+    Every line is a good document, the first one included."""
+    for gz in (False, True):
+        stem = "windows_gz" if gz else "windows"
+        file = f"{folder}/{stem}.jsonl" + (".gz" if gz else "")
+        lines, add, blank = jsonl_writer(fmt, file, stem)
+        first = add(dumps(record(0)), f"{fmt}_bom_crlf", n_texts, n_images)
+        blank()
+        add(dumps(record(1)), f"{fmt}_bom_crlf", n_texts, n_images)
+        add(dumps(record(2)), f"{fmt}_bom_crlf", n_texts, n_images)
+        blank()
+        body = b"\xef\xbb\xbf" + b"\r\n".join(lines) + b"\r\n"
+        (out / Path(file).name).write_bytes(gzip.compress(body, 9, mtime=0) if gz else body)
+        name = f"{fmt}_bom_crlf" + ("_gz" if gz else "")
+        case(name, fmt, file, first, "ok", "JSONL with a UTF-8 BOM, CRLF line ends and blank lines"
+             + (", gzipped" if gz else "") + ": the first document too is read",
+             {"sample_id": f"{stem}/{first}", "text_items": n_texts,
+              "kept_sample_ids": [f"{stem}/line:1", f"{stem}/line:3", f"{stem}/line:4"]})
 
 
 # ---------------------------------------------------------------------------------------------- NeMo Parquet
@@ -627,12 +667,15 @@ def write_nemo(out: Path):
          "two content rows at position 0", {"sample_id": "nemo_dup_pos", "document_kept": True, "text_items": 2})
     case("nemo_cmyk_jpeg", fmt, file, loc("nemo_cmyk_jpeg"), "ok", "CMYK JPEG in `binary_content`",
          {"sample_id": "nemo_cmyk", "width": 100, "height": 100, "content_type": "image/jpeg"})
-    case("nemo_truncated_png", fmt, file, loc("nemo_truncated_png") + "#1", "image_truncated",
-         "PNG cut in half in `binary_content`", {"sample_id": "nemo_truncated", "document_kept": True})
-    case("nemo_missing_image_bytes", fmt, file, loc("nemo_missing_image_bytes") + "#1", "missing_image_bytes",
-         "image row with neither bytes nor source_ref", {"sample_id": "nemo_no_bytes", "document_kept": True})
-    case("nemo_materialize_failed", fmt, file, loc("nemo_materialize_failed") + "#1", "materialize_failed",
-         "image row whose source_ref names a missing tar", {"sample_id": "nemo_bad_ref", "document_kept": True})
+    case("nemo_truncated_png", fmt, file, loc("nemo_truncated_png"), "ok",
+         "PNG cut in half in `binary_content` (kept; the decodable rule drops it)",
+         {"sample_id": "nemo_truncated", "image_items": 1, "unique_images": 1}, verify_images="image_truncated")
+    case("nemo_missing_image_bytes", fmt, file, loc("nemo_missing_image_bytes"), "ok",
+         "image row with neither bytes nor source_ref (kept without bytes, as NeMo)",
+         {"sample_id": "nemo_no_bytes", "image_items": 1, "materialize_error": "missing_image_bytes"})
+    case("nemo_materialize_failed", fmt, file, loc("nemo_materialize_failed"), "ok",
+         "image row whose source_ref names a missing tar (kept with its materialize_error, as NeMo)",
+         {"sample_id": "nemo_bad_ref", "image_items": 1, "materialize_error": "materialize_failed"})
     case("nemo_unsupported_modality", fmt, file, loc("nemo_unsupported_modality") + "#1", "unsupported_modality",
          "content row with modality 'audio'", {"sample_id": "nemo_audio", "document_kept": True})
     case("nemo_null_sample_id", fmt, file, loc("nemo_null_sample_id"), "null_sample_id", "rows whose sample_id is null")

@@ -1,7 +1,9 @@
 """Documents stored as position-aligned `texts`/`images` lists (MINT-1T, OBELICS, NeMo WebDataset).
 
-At each index exactly one of the two lists holds a value; the item's order is its index. How an
-image entry becomes bytes differs per format, so the caller passes a resolver.
+An item's order is its index. Like NeMo Curator, lists of unequal length are read as if the shorter were
+padded with nulls, and an index holding both a text and an image gives both, the text first (positions are
+then renumbered 0..n-1, so they never overlap). How an image entry becomes bytes differs per format, so the
+caller passes a resolver.
 """
 from __future__ import annotations
 
@@ -37,13 +39,6 @@ def aligned_document(
     if not isinstance(texts, list) or not isinstance(images, list):
         return Bad(source, locator, "lists_not_lists", "texts/images must be JSON arrays", snippet=record,
                    sample_id=sample_id)
-    if texts and images and len(texts) != len(images):
-        return Bad(source, locator, "unequal_lengths",
-                   f"{len(texts)} texts vs {len(images)} images", snippet=record, sample_id=sample_id)
-    both = [i for i, (t, m) in enumerate(zip(texts, images)) if t is not None and m is not None]
-    if both:
-        return Bad(source, locator, "text_and_image_at_same_index",
-                   f"indices {both[:10]} hold both a text and an image", snippet=record, sample_id=sample_id)
 
     try:
         per_image = _per_item_lists(record, options.per_image_fields)
@@ -59,13 +54,12 @@ def aligned_document(
             item = Item("text", text=text, content_type="text/plain", source_ref=doc_source_ref)
             item.fields = {k: _nth(v, n_text) for k, v in per_text.items()}
             n_text += 1
-        elif image is not None:
+            items.append(item)
+        if image is not None:
             item = resolve_image(image, n_image)
             item.fields = {**item.fields, **{k: _nth(v, n_image) for k, v in per_image.items()}}
             n_image += 1
-        else:
-            continue
-        items.append(item)
+            items.append(item)
     exclude = {options.texts_field, options.images_field, *options.per_image_fields, *options.per_text_fields}
     return Document(sample_id, source, locator, items, select_fields(record, exclude, options), doc_source_ref)
 

@@ -3,7 +3,8 @@ text_content, binary_content, source_ref, materialize_error, passthrough columns
 
 Rows of a sample are expected to be contiguous in a file, as NeMo's writer leaves them; a sample id
 that shows up again later is treated as a second document with that id (and quarantined as a
-duplicate). Image rows without bytes are materialized from their `source_ref` like NeMo does.
+duplicate). Image rows without bytes are materialized from their `source_ref` like NeMo does (at read, unless
+`materialize_on_read` is off: then they stay lazy for `steps.materialize` or the export).
 """
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mmcurate.images import extract_tiff_frame
 from mmcurate.io.documents import Bad, Document, Item, ReaderOptions, select_fields
+from mmcurate.io.materialize import SourceError, read_source
 from mmcurate.io.nemo import NEMO_COLUMNS
 from mmcurate.io.readers.records import PARQUET_BATCH_ROWS
 from mmcurate.schema import CORE_ITEM_COLUMNS
@@ -79,7 +80,7 @@ def _document(sample_id: str, rows: list[dict], path: str, locator: str, options
                      key=lambda r: (r.get("position") is None, r.get("position") or 0))
     items, seen = [], set()
     for row in content:
-        item = _item(row, path)
+        item = _item(row, path, options)
         position = row.get("position")
         if position is None or position < 0:
             item.error = ("invalid_position", f"content row at position {position}")
@@ -93,7 +94,7 @@ def _document(sample_id: str, rows: list[dict], path: str, locator: str, options
     return Document(sample_id, path, locator, items, fields, ref)
 
 
-def _item(row: dict, path: str) -> Item:
+def _item(row: dict, path: str, options: ReaderOptions) -> Item:
     modality = row.get("modality")
     # mmcurate's own exports carry `image_id` and `image_url` as passthrough: the url is the item's, the id is
     # recomputed from the bytes; neither may come back as a passthrough column beside the core ones
@@ -111,11 +112,13 @@ def _item(row: dict, path: str) -> Item:
     remote = ref and str(ref.get("path") or "").startswith(("http://", "https://"))
     if data is None and remote and not ref.get("member"):
         item.url = item.url or ref["path"]  # a web image: kept by URL, fetched by a download stage
-    elif data is None and ref and ref.get("path"):
+    elif data is None and ref and ref.get("path") and options.materialize_on_read:
         try:
-            item.data = materialize(ref)
-        except (OSError, KeyError, tarfile.TarError, ValueError) as e:
-            item.error = ("materialize_failed", f"{type(e).__name__}: {e}")
+            item.data = read_source(ref)
+        except SourceError as e:
+            item.error = ("materialize_failed", str(e))
+        except (OSError, tarfile.TarError, ValueError, EOFError) as e:
+            item.error = ("materialize_failed", f"failed to read path: {type(e).__name__}: {e}")
     elif data is None and not item.url:
         item.error = ("missing_image_bytes", row.get("materialize_error") or "no bytes and no source_ref path")
     return item
@@ -133,30 +136,3 @@ def _parse_ref(value) -> dict | None:
     except (TypeError, json.JSONDecodeError):
         return None
     return ref if isinstance(ref, dict) else None
-
-
-def materialize(ref: dict) -> bytes:
-    """Bytes a NeMo source_ref points at: a byte range, a tar member, or a whole file; one TIFF frame
-    when frame_index is set."""
-    path, member = ref["path"], ref.get("member")
-    offset, size = ref.get("byte_offset"), ref.get("byte_size")
-    with fsspec.open(path, "rb") as f:
-        if member and offset is not None and size:
-            f.seek(int(offset))
-            data = f.read(int(size))
-            if len(data) != int(size):
-                raise ValueError(f"short range read for member {member!r}")
-        elif member:
-            with tarfile.open(fileobj=f, mode="r:*") as tar:
-                handle = tar.extractfile(member)
-                if handle is None:
-                    raise KeyError(f"missing member {member!r}")
-                data = handle.read()
-        else:
-            data = f.read()
-    if ref.get("frame_index") is not None:
-        frame = extract_tiff_frame(data, int(ref["frame_index"]))
-        if frame is None:
-            raise ValueError(f"failed to extract frame {ref['frame_index']} from {member or path!r}")
-        data = frame
-    return data

@@ -134,6 +134,12 @@ def _document(name: str, reader: _MemberReader, options: ReaderOptions) -> Union
             return Item("image", error=("missing_image_member", f"no tar member for image entry {token!r}"),
                         url=str(token))
         content_type = mimetypes.guess_type(member)[0] or "application/octet-stream"
+        if not options.materialize_on_read:  # lazy: the source_ref (with its TIFF frame) is read later
+            frame = None
+            if content_type == "image/tiff":
+                frame = frames.get(member, 0)
+                frames[member] = frame + 1
+            return Item("image", content_type=content_type, source_ref=reader.ref(member, frame))
         try:
             data = cache[member] if member in cache else reader.read(member)
         except (tarfile.TarError, EOFError, OSError) as e:
