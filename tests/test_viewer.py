@@ -1,4 +1,4 @@
-"""The sample viewer: a real selected lakehouse rendered to HTML and opened in headless Chromium.
+"""The sample viewer: the demo's selected lakehouse rendered to HTML and opened in headless Chromium.
 
 Chromium is driven over the DevTools protocol on a pipe (`--remote-debugging-pipe`: JSON messages ended
 by NUL on file descriptors 3 and 4), so no websocket client, port or download is needed. A missing
@@ -25,7 +25,7 @@ from mmcurate.viewer import View, ViewerError
 from mmcurate.viewer.page import Document, Drop, Item, Page, RuleCount, render_page
 from mmcurate.viewer.thumbnails import thumbnail
 
-RECIPE = "obelics"  # image, paragraph and document rules that all drop something in wds_mint
+RECIPE = "nemo_default"  # the demo's recipe for curated_items: what `mmcurate view` shows by default
 
 
 def _above_4(fd: int) -> int:
@@ -120,20 +120,21 @@ def browser(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def lake(spark, tmp_path_factory, test_data):
-    """wds_mint (20 real pages) ingested, annotated for `obelics`, selected, with a small `clusters` table."""
-    lake = Lakehouse.open(spark, str(tmp_path_factory.mktemp("viewer") / "lake"), backend="embedded")
-    steps.ingest(lake, str(test_data / "wds_mint"), "webdataset")
-    steps.annotate(lake, steps.stages_for(RECIPE))
-    steps.select(lake, RECIPE)
+def lake(spark, demo_run, tmp_path_factory):
+    """The session's demo lakehouse (nemo_default into curated_items, dedup_exact into deduplicated_items, both in
+    `drops`), copied so this module can add a small `clusters` table without touching what other tests read."""
+    out, _ = demo_run
+    root = tmp_path_factory.mktemp("viewer") / "lake"
+    shutil.copytree(out / "lake", root)  # Delta logs name their files relative to the table
+    lake = Lakehouse.open(spark, str(root), backend="embedded")
     samples = lake.read("items").select("sample_id").distinct()
     lake.write(samples.select("sample_id", F.pmod(F.xxhash64("sample_id"), F.lit(3)).cast("int").alias("cluster")),
                "clusters")
     return lake
 
 
-def ledger_counts(lake, cluster=None) -> dict:
-    drops = lake.read("drops").where(F.col("recipe") == RECIPE)
+def ledger_counts(lake, recipe, cluster=None) -> dict:
+    drops = lake.read("drops").where(F.col("recipe") == recipe)
     if cluster is not None:
         drops = drops.join(lake.read("clusters").where(F.col("cluster") == cluster), "sample_id", "left_semi")
     return {r["rule"]: [r["items"], r["documents"]] for r in drops.groupBy("rule").agg(
@@ -169,7 +170,7 @@ def test_page_renders_with_ledger_counts_and_filters(browser, spark, lake, tmp_p
     page = facts(browser)
     assert page["images"] and all(width > 0 for width in page["images"])  # every <img> decoded in the browser
     assert all(width <= 256 for width in page["images"])  # thumbnails, not the originals
-    ledger = ledger_counts(lake)
+    ledger = ledger_counts(lake, RECIPE)
     assert {rule: c[:2] for rule, c in page["counts"].items() if c[0]} == ledger
     assert set(ledger) < set(page["counts"])  # the recipe's rules that dropped nothing are listed with 0
     curated = lake.read("curated_items")
@@ -197,26 +198,30 @@ def test_page_renders_with_ledger_counts_and_filters(browser, spark, lake, tmp_p
                             ".length") >= len(visible)
     why = browser.evaluate(f"document.querySelector('.item.dropped[data-rule=\"{rule}\"] .why').textContent")
     assert why.startswith(f"dropped by {rule} of {RECIPE} (predicate_")  # each dropped item names rule and recipe
+    # images the decodable rule dropped (truncated bytes, URL only) show as a labelled box, never a broken <img>
+    assert browser.evaluate("document.querySelectorAll('.item.dropped[data-rule=\"decodable\"] .noimage').length") > 0
     browser.evaluate("document.querySelector('nav button[data-rule=\"\"]').click()")
     assert facts(browser)["visibleDropped"] == len(dropped)
 
 
 def test_cli_restricts_to_a_rule_and_a_cluster(browser, spark, lake, tmp_path, capsys):
-    out = str(tmp_path / "cluster.html")
-    rule = "paragraph_words"
+    """Another recipe's view: its kept items are found in the table its select wrote (deduplicated_items)."""
+    out, rule = str(tmp_path / "cluster.html"), "duplicate_paragraph"
     root = lake.location("items").rsplit("/", 1)[0]
-    assert main(["view", "--lakehouse", root, "--out", out, "--rule", rule, "--cluster", "1", "--samples", "2"]) == 0
+    assert main(["view", "--lakehouse", root, "--out", out, "--recipe", "dedup_exact", "--rule", rule,
+                 "--cluster", "1", "--samples", "2"]) == 0
     assert capsys.readouterr().out.strip() == f"wrote {out}"
     browser.open(out)
     page = facts(browser)
     assert all(width > 0 for width in page["images"])
-    assert {r: c[:2] for r, c in page["counts"].items() if c[0]} == ledger_counts(lake, cluster=1)
+    assert {r: c[:2] for r, c in page["counts"].items() if c[0]} == ledger_counts(lake, "dedup_exact", cluster=1)
+    assert browser.evaluate("document.querySelector('#kept h2').textContent").startswith("Kept (deduplicated_items)")
     dropped = [d for d in page["docs"] if d[0] == "dropped"]
     assert 0 < len(dropped) <= 2 and all(rule in d[2].split() and not d[4] for d in dropped)  # preselected
     assert page["docs"] and all(d[3] == "1" for d in page["docs"])
 
     assert main(["view", "--lakehouse", root, "--out", out, "--rule", "no_such_rule"]) == 2
-    assert "'no_such_rule' is not a rule of recipe 'obelics'" in capsys.readouterr().err
+    assert "'no_such_rule' is not a rule of recipe 'nemo_default'" in capsys.readouterr().err
 
 
 def test_clear_errors_before_selection_and_without_a_clusters_table(spark, lake, tmp_path, capsys):

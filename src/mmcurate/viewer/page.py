@@ -35,6 +35,7 @@ class Item:
     image_id: Optional[str] = None
     scores: dict = field(default_factory=dict)
     drop: Optional[Drop] = None
+    materialize_error: Optional[str] = None  # why a lazy image's bytes could not be read
 
 
 @dataclass(frozen=True)
@@ -221,7 +222,9 @@ def _item(item: Item) -> str:
         if item.thumbnail:
             content = f'<img src="{_e(item.thumbnail)}" alt="image at position {item.position}" loading="eager">'
         else:
-            what = "no bytes (URL only)" if item.image_id is None else "does not decode"
+            what = ("does not decode" if item.image_id is not None
+                    else f"bytes not read ({item.materialize_error})" if item.materialize_error
+                    else "no bytes (URL only)" if item.image_url else "no bytes (not materialized yet)")
             url = f" {_e(item.image_url)}" if item.image_url else ""
             content = f'<span class="noimage">image: {_e(what)}{url}</span>'
     else:

@@ -153,9 +153,10 @@ def _documents(inputs: ViewInputs, drops: DataFrame, chosen: list[tuple[str, str
         shown = labelled.where(~is_modality("metadata") & (F.col("position") < view.max_items))
         rows = _with_thumbnails(_with_scores(shown, inputs.plan or {}), inputs.images, view.thumbnail_px)
         text = F.col("text_content")
+        error = F.col("materialize_error") if "materialize_error" in items.columns else F.lit(None).cast("string")
         collected = rows.select(
             "sample_id", "position", "modality", "image_id", "image_url", "thumbnail", "rule", "reason", "detail",
-            "_scores", F.substring(text, 1, view.max_chars).alias("text"),
+            "_scores", error.alias("materialize_error"), F.substring(text, 1, view.max_chars).alias("text"),
             F.coalesce(F.length(text), F.lit(0)).alias("chars"),
         ).orderBy("sample_id", "position").collect()  # bounded: chosen documents x max_items
     finally:
@@ -182,7 +183,7 @@ def _documents(inputs: ViewInputs, drops: DataFrame, chosen: list[tuple[str, str
 def _item(row, recipe: str) -> Item:
     drop = Drop(row["rule"], row["reason"], row["detail"], recipe) if row["rule"] is not None else None
     return Item(row["position"], row["modality"], row["text"], row["chars"], row["thumbnail"], row["image_url"],
-                row["image_id"], _merged(row["_scores"]), drop)
+                row["image_id"], _merged(row["_scores"]), drop, row["materialize_error"])
 
 
 def _merged(parts: Optional[list]) -> dict:
