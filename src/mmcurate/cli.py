@@ -182,6 +182,21 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_view(args) -> int:
+    from mmcurate import steps
+    from mmcurate.select import RecipeError
+    from mmcurate.viewer import ViewerError
+
+    try:
+        out = steps.view(_lakehouse(args), args.out, recipe=args.recipe, curated_table=args.curated_table,
+                         rule=args.rule, cluster=args.cluster, samples=args.samples, seed=args.seed)
+    except (ViewerError, RecipeError) as e:
+        print(f"view: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {out}")
+    return 0
+
+
 def _step_printer(quiet: bool):
     from mmcurate.runner import describe
 
@@ -284,6 +299,7 @@ COMMANDS: dict[str, tuple[Callable, str]] = {
     "mix": (cmd_mix, "decide what trains and how often (shares, deciles, clusters, repeats, token budgets); report it"),
     "merge": (cmd_merge, "merge samples that share their images into one sample keeping every text"),
     "export": (cmd_export, "write a table of items (curated_items by default) as WebDataset shards or Parquet"),
+    "view": (cmd_view, "write one static HTML page of sampled kept and dropped documents, with their rules and scores"),
     "ingest": (cmd_ingest, "read source files into the lakehouse's items, images and quarantine tables"),
     "materialize": (cmd_materialize, "read the bytes of lazy image items from their source_ref into images"),
     "sql": (cmd_sql, "run a SQL query with every lakehouse table visible by name"),
@@ -367,6 +383,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="image items still without bytes: keep the slot and warn, fail, drop the item or its sample")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON lines")
+
+    p = sub.add_parser("view", parents=[common], help=COMMANDS["view"][1])
+    p.add_argument("--out", default="view.html", help="the HTML file to write (a path or fsspec URI)")
+    p.add_argument("--recipe", default=None, help="whose drops to show (default: who wrote --curated-table)")
+    p.add_argument("--curated-table", default="curated_items", help="the table of kept items")
+    p.add_argument("--rule", default=None, help="show only documents this rule dropped (its filter preselected)")
+    p.add_argument("--cluster", default=None, help="show only documents of this cluster (the clusters table)")
+    p.add_argument("--samples", type=int, default=8, help="documents per rule, and kept documents")
+    p.add_argument("--seed", type=int, default=0, help="another seed shows other documents")
 
     p = sub.add_parser("demo", help=COMMANDS["demo"][1])
     p.add_argument("--out", default="mmcurate-demo", help="where the lakehouse and shards go")

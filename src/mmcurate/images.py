@@ -149,8 +149,12 @@ class ImageDecodeError(ValueError):
         self.reason = reason
 
 
-def decode_pil_rgb(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """The fully decoded RGB Pillow image model preprocessors take (bomb check first); ImageDecodeError if not."""
+def decode_pil_rgb(data: bytes, max_pixels: int = MAX_PIXELS, background: tuple[int, int, int] | None = None
+                   ) -> Image.Image:
+    """The fully decoded RGB Pillow image model preprocessors take (bomb check first); ImageDecodeError if not.
+
+    background: composite transparent pixels on this colour (for display); by default they become
+    what Pillow's RGB conversion gives (black), as the preprocessors expect."""
     if not data:
         raise ImageDecodeError("empty", "zero bytes")
     with warnings.catch_warnings():
@@ -159,6 +163,11 @@ def decode_pil_rgb(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
             img = Image.open(io.BytesIO(data))
             _refuse_bomb(img, max_pixels)
             img.load()
+            if background is not None and (img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info):
+                rgba = img.convert("RGBA")
+                canvas = Image.new("RGB", rgba.size, background)
+                canvas.paste(rgba, mask=rgba.getchannel("A"))
+                return canvas
             return img.convert("RGB")
         except Exception as exc:
             raise ImageDecodeError(_reason(exc, data), _detail(exc)) from exc

@@ -1,4 +1,4 @@
-"""Lakehouse-level steps (ingest, annotate, select, export): the only code that reads and writes lakehouse tables.
+"""Lakehouse-level steps (ingest, annotate, select, mix, export, view): the only code that reads and writes tables.
 
 Jobs, the CLI, notebooks and tests call these; stages and recipes stay pure DataFrame code.
 
@@ -6,11 +6,13 @@ Jobs, the CLI, notebooks and tests call these; stages and recipes stay pure Data
 >>> steps.annotate(lake, steps.stages_for("nemo_default"))      # incremental: only what is new
 >>> selection = steps.select(lake, "nemo_default")              # reads tables, computes nothing
 >>> steps.export(lake, "s3://bucket/train-wds", shard_bytes=10**9)
+>>> steps.view(lake, "view.html", rule="blur")                   # kept vs dropped documents, one HTML page
 """
 from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 from pyspark.sql import DataFrame
@@ -25,9 +27,12 @@ from mmcurate.lakehouse import Lakehouse
 from mmcurate.mixing import Mix, MixError
 from mmcurate.mixing.plan import mixed_items, plan_mix
 from mmcurate.mixing.report import mix_report, plot_report
-from mmcurate.select import LEVEL_KEYS, Recipe, RecipeError, Selection, SignalTable
+from mmcurate.schema import require_columns
+from mmcurate.select import (EMPTY_AFTER_FILTERING, LEVEL_KEYS, VALID_ITEM, Recipe, RecipeError, Selection, SignalTable,
+                             packaged_recipes)
 from mmcurate.spark import session_conf
 from mmcurate.stage import Stage
+from mmcurate.viewer import View, ViewerError, ViewInputs, render_view
 
 CORE_TABLES = ("items", "images", "quarantine", "curated_items", "drops", "mix_samples", "mix_report",
                "ingested_files")
@@ -397,6 +402,68 @@ def merge_image_duplicates(lake: Lakehouse, table: str = "items", out: str = "me
     return {"items_in": lake.read(table).count(), "items_out": lake.read(out).count(),
             "folded": lake.read("drops").where(F.col("recipe") == MERGE_RECIPE).count(),
             "samples_receiving_texts": merged_samples}
+
+
+def view(lake: Lakehouse, out: str, view: Optional[View] = None, **options: Any) -> str:
+    """Write one static HTML page of a recipe's kept and dropped documents to `out` and return it (docs/viewer.md).
+
+    options are `mmcurate.viewer.View` fields (recipe, rule, cluster, samples, seed, ...) over `view`.
+    The recipe defaults to the one whose select last wrote `curated_table`; its rows of `drops` give
+    the per-rule counts and the dropped documents, and the signal tables its rules read give the
+    scores shown. Reads tables only; a lakehouse not selected yet is a ViewerError saying so.
+    """
+    view = replace(view or View(), **options)
+    absent = [name for name in ("items", "drops") if not lake.exists(name)]
+    if absent:
+        raise ViewerError(f"the lakehouse has no {' or '.join(absent)} table: nothing was selected yet "
+                          f"(run `mmcurate select --recipe NAME` first)")
+    name, recipe, table, info = _viewed_recipe(lake, view)
+    items = lake.read("items", version=info["read"]["items"]) if "items" in info.get("read", {}) else lake.read("items")
+    notes, plan, checks = [], None, ()
+    if recipe is None:
+        notes.append(f"recipe {name!r} is neither packaged nor a file here, so no scores are shown "
+                     "(pass its YAML with --recipe)")
+    else:
+        checks = (VALID_ITEM, *(rule.name for rule in recipe.rules), EMPTY_AFTER_FILTERING)
+        try:
+            plan = recipe.plan(items, signal_tables(lake, recipe))
+        except RecipeError as e:
+            notes.append(f"scores are not shown: {e}")
+    clusters = None
+    if lake.exists(view.cluster_table):
+        clusters = require_columns(lake.read(view.cluster_table), ["sample_id", view.cluster_column],
+                                   where=f"table {view.cluster_table}")
+        clusters = clusters.select("sample_id", F.col(view.cluster_column).cast("string").alias("cluster"))
+    elif view.cluster is not None:
+        raise ViewerError(f"cluster {view.cluster!r} was asked for, but the lakehouse has no table "
+                          f"{view.cluster_table!r} (run `mmcurate annotate --stages clusters` first)")
+    inputs = ViewInputs(items=items, images=lake.read("images"), curated=lake.read(table),
+                        drops=lake.read("drops").where(F.col("recipe") == name), recipe=name,
+                        recipe_version=info.get("recipe_version"), curated_table=table, rules=checks, plan=plan,
+                        clusters=clusters, notes=tuple(notes))
+    return render_view(inputs, out, view)
+
+
+def _viewed_recipe(lake: Lakehouse, view: View) -> tuple[str, Optional[Recipe], str, dict]:
+    """(recipe name, the Recipe if it loads, the table holding its kept items, that table's select record)."""
+    recipe, name = None, view.recipe
+    if name is not None and (Path(name).is_file() or name in packaged_recipes()):
+        recipe = Recipe.from_yaml(name)
+        name = recipe.name
+    table, info = view.curated_table, newest_commit(lake, view.curated_table, "select")
+    if name is None and info is None:
+        raise ViewerError(f"table {view.curated_table!r} was not written by `mmcurate select`: run "
+                          "`mmcurate select --recipe NAME` first, or name the recipe and its curated table")
+    name = name or info["recipe"]
+    if info is None or info.get("recipe") != name:  # its kept items may be in another curated table
+        found = ((t, newest_commit(lake, t, "select")) for t in sorted(set(lake.tables()) - {table, "drops"}))
+        table, info = next(((t, i) for t, i in found if i and i.get("recipe") == name), (None, None))
+    if table is None:
+        raise ViewerError(f"no table holds the items recipe {name!r} kept (no select of it wrote a table that still "
+                          f"has them): run `mmcurate select --recipe {name}` first")
+    if recipe is None and name in packaged_recipes():
+        recipe = Recipe.from_yaml(name)
+    return name, recipe, table, info
 
 
 def export(
