@@ -75,8 +75,9 @@ def test_demo_runs_end_to_end_and_accounts_for_everything(spark, demo_run, capsy
     assert run.data.metrics["ingest.0.documents"] == expected["documents"]
     assert run.data.tags["delta_version.curated_items"] == str(lake.version("curated_items"))
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)} | \
-        {a.path for folder in ("histograms", "mix") for a in client.list_artifacts(run.info.run_id, folder)}
-    assert {"report.json", "histograms/image_scores.sharpness.png", "mix/mix_report.png"} <= artifacts
+        {a.path for folder in ("histograms", "mix", "samples") for a in client.list_artifacts(run.info.run_id, folder)}
+    assert {"report.json", "histograms/image_scores.sharpness.png", "mix/mix_report.png", "samples/view.html"} <= artifacts
+    assert step["view[0]"]["out"] == str(tmp_path / "view.html") and (tmp_path / "view.html").stat().st_size > 0
 
     # a rerun adds nothing and recomputes nothing: files already ingested, keys scored, selects and mix current
     versions = {t: lake.version(t) for t in lake.tables()}

@@ -23,7 +23,7 @@ from mmcurate.packaged import load_spec, packaged_names
 
 FORMATS = ("webdataset", "documents", "mmc4", "nemo_parquet")
 SECTIONS = {"name", "description", "lakehouse", "backend", "spark", "ingest", "materialize", "annotate", "select",
-            "merge", "mix", "export", "mlflow"}
+            "merge", "mix", "export", "view", "mlflow"}
 PACKAGE_PREFIX = "package://"
 """Paths under the installed package (the demo data): `package://demo_data/wds`."""
 
@@ -57,6 +57,14 @@ class ExportStep:
 
 
 @dataclass(frozen=True)
+class ViewStep:
+    """A sample-viewer page to write after the selects (`steps.view`); also logged to the MLflow run."""
+
+    out: str
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Pipeline:
     """A validated run description; paths are resolved against `root` (the config's `root`, or the caller's)."""
 
@@ -73,6 +81,7 @@ class Pipeline:
     mix: Any = None  # Mix
     mix_chart: Optional[str] = None
     exports: tuple[ExportStep, ...] = ()
+    views: tuple[ViewStep, ...] = ()
     mlflow: dict = field(default_factory=dict)
     description: str = ""
     config: dict = field(default_factory=dict, repr=False)  # the YAML as given, logged as the run's params
@@ -164,6 +173,7 @@ class _Parser:
             merge = self.mapping(merge or {}, "merge", {"table", "out"})
         mix, chart = self.mix(data.get("mix"))
         exports = tuple(self.export(e, f"export[{i}]", mix) for i, e in enumerate(self.items(data.get("export") or [], "export")))
+        views = tuple(self.view(v, f"view[{i}]") for i, v in enumerate(self.items(data.get("view") or [], "view")))
         mlflow = dict(self.mapping(data.get("mlflow") or {}, "mlflow", {"enabled", "tracking_uri", "experiment",
                                                                        "directory"}))
         if mlflow.get("enabled", True) not in (True, False):
@@ -172,7 +182,7 @@ class _Parser:
         return Pipeline(name=name, lakehouse=lakehouse, sources=sources, backend=backend,
                         spark_master=spark.get("master"), spark_conf={k: str(v) for k, v in conf.items()},
                         materialize=materialize, stages=tuple(self.stages(data.get("annotate"), selects)),
-                        selects=selects, merge=merge, mix=mix, mix_chart=chart, exports=exports, mlflow=mlflow,
+                        selects=selects, merge=merge, mix=mix, mix_chart=chart, exports=exports, views=views, mlflow=mlflow,
                         description=str(data.get("description", "")), config=data)
 
     def source(self, raw: Any, key: str) -> Source:
@@ -261,3 +271,15 @@ class _Parser:
         options = self.mapping(raw.get("options") or {}, f"{key}.options", allowed)
         return ExportStep(self.path(raw["out"], f"{key}.out"), format, raw.get("table", "curated_items"),
                           raw.get("mix"), dict(options))
+
+    def view(self, raw: Any, key: str) -> ViewStep:
+        from mmcurate.viewer import View, ViewerError
+
+        allowed = {f.name for f in dataclasses.fields(View)}
+        raw = dict(self.mapping(raw, key, allowed | {"out"}, {"out"}))
+        out = self.path(raw.pop("out"), f"{key}.out")
+        try:
+            View(**raw)
+        except (TypeError, ViewerError) as e:
+            self.fail(key, str(e))
+        return ViewStep(out, raw)

@@ -51,6 +51,8 @@ def run_pipeline(pipeline, spark=None, on_step: Optional[StepCallback] = None) -
             step(f"mix[{pipeline.mix.name}]", lambda: _mix(lake, pipeline.mix, pipeline.mix_chart))
         for i, export in enumerate(pipeline.exports):
             step(f"export[{i}]", lambda e=export: _export(lake, e))
+        for i, shown in enumerate(pipeline.views):
+            step(f"view[{i}]", lambda v=shown: {"out": steps.view(lake, v.out, **v.options)})
         report["tables"] = {name: lake.version(name) for name in lake.tables()}
         track.finish(lake, report, pipeline)
         report["mlflow"] = track.where()
@@ -132,6 +134,8 @@ def describe(result: dict) -> str:
         text = (f"{result.get('samples_before', 0):,} samples in, {result.get('samples_after', 0):,} train "
                 f"({result.get('text_tokens_after', 0):,} text tokens, {result.get('image_tokens_after', 0):,} image "
                 f"tokens)" + (" (current)" if result["skipped"] else ""))
+    elif kind == "view":
+        text = f"sample page -> {result['out']}"
     elif kind == "export":
         text = (f"{result.get('shards', 0)} shards, {result.get('samples', 0):,} samples, "
                 f"{result.get('images', 0):,} images, {result.get('bytes', 0) / 2**20:.1f} MiB -> {result['out']}"

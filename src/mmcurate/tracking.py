@@ -3,7 +3,8 @@ tracking URI) the user owns is never touched.
 
 One pipeline run is one MLflow run: the config as params; per step its counts as metrics (rows in, kept
 and dropped per rule, images scored, seconds); the Delta version of every table as tags; artifacts: the
-report, histograms of the scores each recipe reads, the mix report. Where: `mlflow.tracking_uri` in the
+report, histograms of the scores each recipe reads, the mix report, the sample pages of dropped documents per
+rule (the config's `view:` pages). Where: `mlflow.tracking_uri` in the
 config, else `$MLFLOW_TRACKING_URI` (Databricks sets it), else a local `mlruns/` (SQLite metadata, artifact
 files) next to the lakehouse's config root.
 """
@@ -100,6 +101,9 @@ class MlflowTracker(NoTracking):
                 self.client.log_artifact(self.run_id, path, "mix")
                 if pipeline.mix_chart and os.path.exists(pipeline.mix_chart):
                     self.client.log_artifact(self.run_id, pipeline.mix_chart, "mix")
+            for shown in pipeline.views:  # kept and dropped documents per rule, as the viewer renders them
+                if os.path.exists(shown.out):
+                    self.client.log_artifact(self.run_id, shown.out, "samples")
         self.client.set_terminated(self.run_id)
 
     def fail(self) -> None:
