@@ -199,3 +199,13 @@ def demo_run(spark, tmp_path_factory):
     with contextlib.redirect_stdout(printed):
         assert main(["demo", "--out", str(out)]) == 0
     return out, printed.getvalue()
+
+
+@pytest.fixture
+def demo_copy(demo_run, tmp_path):
+    """A copy of the session's demo lakehouse under `tmp_path / "lake"`, so a test's writes stay its own."""
+    import shutil
+
+    out, _ = demo_run
+    shutil.copytree(out / "lake", tmp_path / "lake")
+    return tmp_path

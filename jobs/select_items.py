@@ -7,10 +7,12 @@ It computes nothing: run jobs/annotate.py first for the signal tables the recipe
 
 (Not named select.py: a script's folder leads sys.path, and that name would shadow the standard
 library's `select` module.)
+
+With `--config run.yaml` (a pipeline config) it runs that config's select steps only.
 """
 import sys
 
-from mmcurate.cli import main
+from mmcurate.cli import job
 
 if __name__ == "__main__":
-    sys.exit(main(["select", *sys.argv[1:]]))
+    sys.exit(job("select", sys.argv[1:]))

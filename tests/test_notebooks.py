@@ -1,9 +1,6 @@
 """Databricks notebooks run top to bottom on a local session (dbutils and display stubbed; `%sql` cells through
 `spark.sql`), on a copy of the demo lakehouse the session built once."""
-import shutil
 from pathlib import Path
-
-import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -52,14 +49,6 @@ def run_notebook(name: str, spark, widgets: dict) -> tuple[dict, list]:
     for cell in code_cells(NOTEBOOKS / name):
         exec(compile(cell, name, "exec"), namespace)  # the notebook's own code
     return namespace, shown
-
-
-@pytest.fixture
-def demo_copy(demo_run, tmp_path):
-    """A copy of the session's demo output (lakehouse, mlruns), so a notebook's writes stay its own."""
-    out, _ = demo_run
-    shutil.copytree(out / "lake", tmp_path / "lake")
-    return tmp_path
 
 
 def test_explore_notebook_runs_sql_cells(spark, demo_copy):

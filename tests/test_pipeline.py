@@ -1,11 +1,12 @@
 """Pipeline configs: every mistake is one clear error naming the key and what is allowed, before Spark starts;
 the packaged examples validate. (The demo test runs the packaged `demo` pipeline end to end.)"""
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
-from mmcurate.cli import main
+from mmcurate.cli import job, main
 from mmcurate.pipeline import ConfigError, Pipeline
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.yaml"))
@@ -66,3 +67,13 @@ def test_a_missing_section_and_a_missing_file_are_clear():
         Pipeline.from_dict({"name": "t"})
     with pytest.raises(ConfigError, match="no pipeline file 'nowhere.yaml' and no packaged pipeline"):
         Pipeline.from_yaml("nowhere.yaml")
+
+
+def test_a_per_stage_job_runs_only_its_steps_of_the_config(spark, demo_copy, capsys):
+    """`spark-submit jobs/select_items.py --config demo ...`: the config's selects only (current: skipped)."""
+    report = demo_copy / "select.json"
+    assert job("select", ["--config", "demo", "--root", str(demo_copy), "--quiet", "--report", str(report)]) == 0
+    steps = json.loads(report.read_text())["steps"]
+    assert [s["step"] for s in steps] == ["select[dedup_exact]", "select[nemo_default]"] and all(s["skipped"] for s in steps)
+    assert main(["run", "--config", "demo", "--only", "selct"]) == 2
+    assert "--only: unknown step kind(s) ['selct']" in capsys.readouterr().err

@@ -248,13 +248,19 @@ def cmd_run(args) -> int:
     from mmcurate.pipeline import ConfigError
     from mmcurate.spark import get_spark
 
+    from mmcurate.runner import STEPS
+
+    only = tuple(s.strip() for s in args.only.split(",") if s.strip()) if args.only else None
+    unknown = sorted(set(only or ()) - set(STEPS))
     try:
+        if unknown:
+            raise ConfigError(f"--only: unknown step kind(s) {unknown}; steps are {list(STEPS)}")
         pipeline = _pipeline(args)  # a bad config fails before Spark starts
     except ConfigError as e:
         print(f"run: {e}", file=sys.stderr)
         return 2
     spark = get_spark(master=args.master or pipeline.spark_master, conf=pipeline.spark_conf)
-    report = pipeline.run(spark, on_step=_step_printer(args.quiet))
+    report = pipeline.run(spark, on_step=_step_printer(args.quiet), only=only)
     if args.report:
         with open(args.report, "w", encoding="utf-8") as f:
             json.dump(report, f, indent=2, default=str)
@@ -406,6 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "run":
             p.add_argument("--master", default=None, help="Spark master for a new local session")
             p.add_argument("--report", default=None, help="also write the JSON report to this file")
+            p.add_argument("--only", default=None, help="run just these kinds of steps (comma-separated: ingest, "
+                                                        "materialize, annotate, merge, select, mix, export, view)")
             p.add_argument("--quiet", action="store_true", help="no per-step lines")
 
     p = sub.add_parser("sql", parents=[common, shown], help=COMMANDS["sql"][1])
@@ -427,6 +435,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epoch", type=int, default=5)
     p.add_argument("--word-ngrams", type=int, default=2)
     return parser
+
+
+def job(step: str, argv: list[str]) -> int:
+    """A per-stage spark-submit job: `--config` naming a pipeline config runs that config's `step` steps only
+    (`run --only step`); other arguments are the stage command's own (`mmcurate <step> --help`)."""
+    config = argv[argv.index("--config") + 1] if "--config" in argv[:-1] else None
+    if config is not None and _is_pipeline_config(config):
+        return main(["run", "--only", step, *argv])
+    return main([step, *argv])
+
+
+def _is_pipeline_config(source: str) -> bool:
+    """A YAML with a `lakehouse` key, or a packaged pipeline name (the annotate command's own --config is a
+    stage list)."""
+    import yaml
+
+    from mmcurate.pipeline import packaged_pipelines
+
+    if source in packaged_pipelines():
+        return True
+    try:
+        with open(source, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(data, dict) and "lakehouse" in data
 
 
 def main(argv: Optional[list[str]] = None) -> int:

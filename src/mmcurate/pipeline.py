@@ -97,12 +97,14 @@ class Pipeline:
         """Validate the YAML structure (see docs/pipeline.md) into a Pipeline; ConfigError names what is wrong."""
         return _Parser(where, root).pipeline(data)
 
-    def run(self, spark=None, on_step: Optional[Callable[[str, dict], None]] = None) -> dict:
+    def run(self, spark=None, on_step: Optional[Callable[[str, dict], None]] = None,
+            only: Optional[tuple[str, ...]] = None) -> dict:
         """Run every configured step in order on `spark` (a new session from `spark:` when None); return a report
-        with each step's counts and seconds. `on_step(name, result)` is called as each step ends."""
+        with each step's counts and seconds. `on_step(name, result)` is called as each step ends; `only` runs
+        just these kinds of steps (`runner.STEPS`)."""
         from mmcurate.runner import run_pipeline
 
-        return run_pipeline(self, spark, on_step)
+        return run_pipeline(self, spark, on_step, only)
 
 
 def packaged_pipelines() -> list[str]:

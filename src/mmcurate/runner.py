@@ -7,7 +7,7 @@ WebDataset export resumes (finished shards stay; a changed plan is written afres
 from __future__ import annotations
 
 import time
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from pyspark.sql import functions as F
 
@@ -18,8 +18,18 @@ from mmcurate.tracking import tracker
 StepCallback = Callable[[str, dict], None]
 
 
-def run_pipeline(pipeline, spark=None, on_step: Optional[StepCallback] = None) -> dict:
-    """The report: the pipeline's name, lakehouse, one entry per step (counts and seconds), table versions."""
+STEPS = ("ingest", "materialize", "annotate", "merge", "select", "mix", "export", "view")
+"""The kinds of steps a config runs, in their order; `only` picks some of them (a per-stage job)."""
+
+
+def run_pipeline(pipeline, spark=None, on_step: Optional[StepCallback] = None,
+                 only: Optional[Sequence[str]] = None) -> dict:
+    """The report: the pipeline's name, lakehouse, one entry per step (counts and seconds), table versions.
+    only: run just these kinds of steps (STEPS), e.g. ("select",) for a select job over the same config."""
+    unknown = sorted(set(only or ()) - set(STEPS))
+    if unknown:
+        raise ValueError(f"unknown step kind(s) {unknown}; steps are {list(STEPS)}")
+    wanted = set(only or STEPS)
     from mmcurate.spark import get_spark
 
     spark = spark or get_spark(master=pipeline.spark_master, conf=pipeline.spark_conf)
@@ -27,7 +37,9 @@ def run_pipeline(pipeline, spark=None, on_step: Optional[StepCallback] = None) -
     report = {"name": pipeline.name, "lakehouse": pipeline.lakehouse, "steps": []}
     with tracker(pipeline) as track:
 
-        def step(name: str, run: Callable[[], dict]) -> dict:
+        def step(name: str, run: Callable[[], dict]) -> Optional[dict]:
+            if name.split("[")[0] not in wanted:
+                return None
             started = time.perf_counter()
             result = {"step": name, **run(), "seconds": round(time.perf_counter() - started, 3)}
             report["steps"].append(result)
