@@ -11,6 +11,7 @@ Jobs, the CLI, notebooks and tests call these; stages and recipes stay pure Data
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence, Union
@@ -23,7 +24,7 @@ from mmcurate.io.documents import STAGE as INGEST_STAGE
 from mmcurate.io.documents import ReaderOptions
 from mmcurate.io.ingest import PATTERNS, IngestResult, list_files
 from mmcurate.io.ingest import ingest as parse
-from mmcurate.lakehouse import Lakehouse
+from mmcurate.lakehouse import CommitConflictError, Lakehouse
 from mmcurate.mixing import Mix, MixError
 from mmcurate.mixing.plan import mixed_items, plan_mix
 from mmcurate.mixing.report import mix_report, plot_report
@@ -87,12 +88,9 @@ def ingest(
                 )
             )
             items = items.join(existing, "sample_id", "left_anti")
-        if lake.exists("images"):
-            stored = lake.read("images", version=lake.version("images")).select("image_id")
-            images = images.join(stored, "image_id", "left_anti")
         txn = {"app_id": app_id, "app_version": app_version}
         info = {"step": "ingest", "format": format, "files": len(result.files)}
-        written = lake.write(images, "images", mode="append", commit_info=info, **txn)
+        written, images = _append_new_images(lake, images, info, txn)
         lake.write(quarantine, "quarantine", mode="append", commit_info=info, **txn)
         committed = lake.write(items, "items", mode="append", commit_info=info, **txn)
         if skip_ingested:
@@ -129,6 +127,26 @@ def materialize(lake: Lakehouse, table: str = "items", only_missing_binary: bool
         written = lake.write(images, "images", mode="append", commit_info=info)
         result = lake.write(done.items, table, mode="overwrite", commit_info=info)
         return {**counts, "new_images": written.rows_added, "version": result.version}
+
+
+INGEST_COMMIT_ATTEMPTS = 5
+
+
+def _append_new_images(lake: Lakehouse, images: DataFrame, info: dict, txn: dict) -> tuple[Any, DataFrame]:
+    """Append the images `images` has that the lakehouse lacks, committed only on the version they were checked
+    against: when a concurrent ingest added images meanwhile, check again (a content-addressed table must never
+    hold an image twice). Returns the write result and the images appended."""
+    for attempt in range(INGEST_COMMIT_ATTEMPTS):
+        version = lake.version("images") if lake.exists("images") else -1
+        new = images
+        if version >= 0:
+            new = images.join(lake.read("images", version=version).select("image_id"), "image_id", "left_anti")
+        try:
+            return lake.write(new, "images", mode="append", commit_info=info, expected_version=version, **txn), new
+        except CommitConflictError:
+            if attempt == INGEST_COMMIT_ATTEMPTS - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 @dataclass(frozen=True)

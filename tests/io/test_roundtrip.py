@@ -15,16 +15,19 @@ from mmcurate.lakehouse import Lakehouse
 
 
 def signature(items, images):
-    """sample_id -> ordered content [(modality, text, sha256 of bytes or URL)], from DataFrames."""
+    """sample_id -> ordered content [(modality, text, sha256 of bytes or URL)], from DataFrames (image items whose
+    bytes could not be had left out)."""
     rows = (
         items.where("position >= 0")
         .join(images.select("image_id", "binary_content"), "image_id", "left")
-        .select("sample_id", "position", "modality", "text_content", "binary_content", "image_url")
+        .select("sample_id", "position", "modality", "text_content", "binary_content", "image_url", "materialize_error")
         .orderBy("sample_id", "position")
         .collect()
     )
     out = {}
     for r in rows:
+        if r.materialize_error is not None:  # an image kept without bytes (an absent member), as in the source
+            continue
         payload = hashlib.sha256(r.binary_content).hexdigest() if r.binary_content is not None else r.image_url
         out.setdefault(r.sample_id, []).append((r.modality, r.text_content, payload))
     return out

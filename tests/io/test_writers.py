@@ -57,7 +57,7 @@ def fixture_images(test_data):
 
 def item(sample_id, position, modality, *, text=None, image=None, image_url=None, content_type=None, **extra):
     """A row of SCHEMA; `image` is an (image_id, bytes) pair."""
-    core = [sample_id, position, modality, content_type, text, image[0] if image else None, image_url, None]
+    core = [sample_id, position, modality, content_type, text, image[0] if image else None, image_url, None, None]
     return tuple(core + [extra.get(f.name) for f in PASSTHROUGH])
 
 

@@ -46,7 +46,8 @@ def lake(spark, tmp_path_factory):
                         F.lit("application/json").alias("content_type"), F.lit(None).cast("string").alias("text_content"),
                         F.lit(None).cast("string").alias("image_id"), F.lit(None).cast("string").alias("image_url"),
                         "source_ref")
-    lake.write(meta.unionByName(rows).select(*[F.col(f.name).cast(f.dataType) for f in ITEMS.fields]), "curated_items")
+    both = meta.unionByName(rows).withColumn("materialize_error", F.lit(None).cast("string"))
+    lake.write(both.select(*[F.col(f.name).cast(f.dataType) for f in ITEMS.fields]), "curated_items")
     images = [(f"img{k}", b"", "image/png", w, h, 0) for k, (w, h) in enumerate(SIZES)]
     lake.write(spark.createDataFrame(images, IMAGES), "images")
     annotated = {"step": "annotate", "key": ["sample_id"]}

@@ -12,8 +12,8 @@ def test_counts_equal_the_tokenizer_and_feed_the_mix(spark, tmp_path, tiny_model
     from transformers import AutoTokenizer
 
     texts = ["hello world", "a longer text about curating interleaved documents", "hello world", "x"]
-    rows = [(f"s{i}", 0, "text", "text/plain", t, None, None, None) for i, t in enumerate(texts)]
-    rows.append(("s0", 1, "image", "image/png", None, "nope", None, None))
+    rows = [(f"s{i}", 0, "text", "text/plain", t, None, None, None, None) for i, t in enumerate(texts)]
+    rows.append(("s0", 1, "image", "image/png", None, "nope", None, None, None))
     items = spark.createDataFrame(rows, ITEMS)
     lake = Lakehouse.open(spark, str(tmp_path), backend="embedded")
     lake.write(items, "curated_items")

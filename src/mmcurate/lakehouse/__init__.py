@@ -98,6 +98,7 @@ class Lakehouse:
         app_version: Optional[int] = None,
         replace_where: Optional[Mapping[str, Any]] = None,
         commit_info: Optional[Mapping[str, Any]] = None,
+        expected_version: Optional[int] = None,
     ) -> WriteResult:
         """Write `df` to `table` in one atomic commit.
 
@@ -110,6 +111,10 @@ class Lakehouse:
         (`{"recipe": "obelics"}`); `df` must hold only such rows. Other rows stay, in the same commit.
         commit_info: JSON-able facts recorded in the commit (what stage wrote it, with which
         parameters); `commit_infos` reads them back.
+        expected_version: commit only if the table is still at this version (-1: does not exist yet), else
+        CommitConflictError and nothing is committed. For writes computed from what the table held (an
+        append of the images it lacked): a concurrent writer makes the caller read again instead of
+        both adding the same rows.
         """
         check_mode(mode)
         check_app_transaction(app_id, app_version)
@@ -117,7 +122,7 @@ class Lakehouse:
             raise ValueError("replace_where needs mode='overwrite' and at least one column = value")
         return self.backend.write(df, _check_name(table), mode, app_id, app_version,
                                   dict(replace_where) if replace_where else None,
-                                  dict(commit_info) if commit_info else None)
+                                  dict(commit_info) if commit_info else None, expected_version)
 
     def commit_infos(self, table: str) -> list[tuple[int, dict]]:
         """(version, commit_info) of the table's commits that recorded one, newest first."""

@@ -69,6 +69,7 @@ class Backend(Protocol):
     def write(
         self, df: DataFrame, table: str, mode: str, app_id: Optional[str], app_version: Optional[int],
         replace_where: Optional[dict[str, Any]], commit_info: Optional[dict[str, Any]],
+        expected_version: Optional[int] = None,
     ) -> WriteResult: ...
 
     def commit_infos(self, table: str) -> list[tuple[int, dict]]: ...

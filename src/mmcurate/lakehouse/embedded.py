@@ -170,8 +170,11 @@ class EmbeddedBackend:
         app_version: Optional[int] = None,
         replace_where: Optional[dict] = None,
         commit_info: Optional[dict] = None,
+        expected_version: Optional[int] = None,
     ) -> WriteResult:
         dt = self._load(table)
+        if expected_version is not None and (dt.version() if dt is not None else -1) != expected_version:
+            raise CommitConflictError(f"{table!r} changed since version {expected_version} was read; read it again")
         read_version, removes = None, []
         if replace_where and dt is not None:
             read_version = dt.version()
@@ -218,13 +221,19 @@ class EmbeddedBackend:
                 metadata[COMMIT_INFO_KEY] = encode_commit_info(commit_info)
             if read_version is not None and self._require(table).version() != read_version:
                 raise CommitConflictError(f"{table!r} changed while its rows were being replaced; run again")
-            properties = CommitProperties(
+            properties = CommitProperties(  # a write computed from a version must not land on a later one
                 custom_metadata=metadata,
+                max_commit_retries=0 if expected_version is not None else None,
                 app_transactions=[Transaction(app_id, app_version)] if app_id is not None else None,
             )
-            version = self._commit(table, dt, actions + removes, mode, arrow_schema, properties)
-        except BaseException:
+            version = self._commit(table, dt, actions + removes, mode, arrow_schema, properties,
+                                   strict=expected_version is not None)
+        except BaseException as e:
             self._remove_quietly(staging_fs)
+            if isinstance(e, Exception) and not isinstance(e, CommitConflictError):
+                version = "absent" if dt is None else f"at version {dt.version()}"
+                e.add_note(f"mmcurate: writing table {table!r} ({self.location(table)}) failed and nothing was "
+                           f"committed: the table stays {version}, readable as before.")
             raise
         if not actions:
             self._remove_quietly(staging_fs)
@@ -243,7 +252,9 @@ class EmbeddedBackend:
                 "use backend='native' on a server with Delta") from e
         return sorted(info.path for info in found if info.is_file and info.base_name.endswith(".parquet"))
 
-    def _commit(self, table, dt, actions, mode, arrow_schema, properties) -> int:
+    def _commit(self, table, dt, actions, mode, arrow_schema, properties, strict: bool = False) -> int:
+        """Commit the actions (creating the table if it has none); strict: a table another writer created
+        meanwhile is a conflict, not something to append to."""
         if dt is None:
             try:
                 create_table_with_add_actions(
@@ -259,6 +270,8 @@ class EmbeddedBackend:
                 dt = self._load(table)
                 if dt is None:
                     raise
+                if strict:
+                    raise CommitConflictError(f"{table!r} was created by another writer meanwhile") from e
                 if mode == "error":
                     raise TableExistsError(f"table {table!r} was created by another writer") from e
                 if mode == "ignore":

@@ -12,6 +12,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from mmcurate.lakehouse.base import (
+    CommitConflictError,
     COMMIT_INFO_KEY,
     SchemaMismatchError,
     TableExistsError,
@@ -124,8 +125,11 @@ class NativeBackend:
         app_version: Optional[int] = None,
         replace_where: Optional[dict] = None,
         commit_info: Optional[dict] = None,
+        expected_version: Optional[int] = None,
     ) -> WriteResult:
         exists = self.exists(table)
+        if expected_version is not None and (self.version(table) if exists else -1) != expected_version:
+            raise CommitConflictError(f"{table!r} changed since version {expected_version} was read; read it again")
         if exists and mode == "error":
             raise TableExistsError(f"table {table!r} already exists at {self.location(table)}")
         if exists and mode == "ignore":
