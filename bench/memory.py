@@ -1,6 +1,8 @@
-"""Peak memory of ingest on a 1 GB shard and a 10,000-image document, with a 2 GB Spark JVM.
+"""Peak memory of ingest on a 1 GB shard and a 10,000-image document, with a 2 GB Spark JVM; or of a whole
+pipeline (ingest, image scoring, select, WebDataset export) over a generated input of N samples.
 
     python bench/memory.py --shard-mb 1024
+    python bench/memory.py --pipeline-samples 100000
 
 Writes one WebDataset shard of about `--shard-mb` MiB (documents of 10 distinct ~400 KB JPEGs each)
 plus a shard holding one document with 10,000 images, then runs `mmcurate ingest` on them in a child
@@ -76,6 +78,86 @@ def write_many_images_doc(path: Path, n_images: int = 10_000) -> None:
         _add(tar, "many.json", json.dumps(record).encode())
 
 
+def write_samples(folder: Path, n_samples: int, per_shard: int = 5000) -> int:
+    """n_samples MINT-style documents (two paragraphs, one or two small photos-like JPEGs, every image's bytes
+    distinct) in shards of per_shard samples; returns the number of images."""
+    rng = np.random.default_rng(0)
+    bases = []
+    for seed in range(16):
+        pixels = np.random.default_rng(seed).integers(0, 256, (96, 128, 3), dtype=np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, "JPEG", quality=80)
+        bases.append(buffer.getvalue())
+    images = 0
+    for shard in range(0, n_samples, per_shard):
+        with tarfile.open(folder / f"gen-{shard // per_shard:06d}.tar", "w") as tar:
+            for n in range(shard, min(shard + per_shard, n_samples)):
+                key = f"s{n:07d}"
+                count = 1 + n % 2
+                words = " ".join(f"w{int(x)}" for x in rng.integers(0, 5000, 60))
+                texts, members = [f"{key} first paragraph {words}"], [None]
+                for i in range(count):
+                    member = f"{key}.{len(texts)}.jpg"
+                    _add(tar, member, bases[(n + i) % len(bases)] + f"{key}-{i}".encode())  # distinct bytes
+                    texts.append(None)
+                    members.append(member)
+                    images += 1
+                texts.append(f"closing paragraph of {key} {words[:200]}")
+                members.append(None)
+                _add(tar, f"{key}.json", json.dumps({"sample_id": key, "texts": texts, "images": members}).encode())
+    return images
+
+
+def watch(command: list[str], env: dict) -> tuple[int, str, float, int, list[int]]:
+    """Run command, sampling the resident memory of its process tree every 100 ms: (exit code, stdout, seconds,
+    peak KiB of the tree, the three largest per-process peaks)."""
+    started = time.time()
+    child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    peak_total, peak_each = 0, {}
+    while child.poll() is None:
+        rss = tree_rss_kib(child.pid)
+        peak_total = max(peak_total, sum(rss.values()))
+        for pid, kib in rss.items():
+            peak_each[pid] = max(peak_each.get(pid, 0), kib)
+        time.sleep(0.1)
+    return child.returncode, child.stdout.read(), time.time() - started, peak_total, \
+        sorted(peak_each.values(), reverse=True)[:3]
+
+
+def pipeline_run(work: Path, n_samples: int, driver_memory: str) -> None:
+    """Generate the input, then `mmcurate run` a config (ingest, image_scores, nemo_default, export) on it."""
+    shards = work / "shards"
+    shards.mkdir()
+    started = time.time()
+    n_images = write_samples(shards, n_samples)
+    size = sum(p.stat().st_size for p in shards.glob("*.tar")) / 2**20
+    print(f"input: {n_samples} samples, {n_images} distinct images, {size:.0f} MiB in "
+          f"{len(list(shards.glob('*.tar')))} shards (generated in {time.time() - started:.0f} s)")
+    config = work / "run.yaml"
+    config.write_text(json.dumps({  # JSON is YAML
+        "name": "memory", "lakehouse": str(work / "lake"), "backend": "embedded",
+        "ingest": [{"format": "webdataset", "paths": [str(shards)]}],
+        "select": [{"recipe": "nemo_default"}],
+        "export": [{"out": str(work / "wds"), "options": {"samples_per_shard": 5000}}],
+        "mlflow": {"enabled": False}}))
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "MMCURATE_SPARK_MASTER": "local[2]",
+           "MMCURATE_DRIVER_MEMORY": driver_memory}
+    code, output, seconds, peak, largest = watch(
+        [sys.executable, "-m", "mmcurate.cli", "run", "--config", str(config), "--report", str(work / "report.json")],
+        env)
+    if code != 0:
+        raise SystemExit(f"the pipeline failed with exit code {code}")
+    report = json.loads((work / "report.json").read_text())
+    for step in report["steps"]:
+        print(f"  {step['step']:<22} {step['seconds']:7.1f} s")
+    exported = next(s for s in report["steps"] if s["step"].startswith("export"))
+    print(f"{n_samples} samples in, {exported['samples']} exported in {seconds:.0f} s "
+          f"({n_samples / seconds:.0f} samples/s, JVM start included)")
+    print(f"peak resident memory of the whole tree: {peak / 2**20:.2f} GiB "
+          f"(largest processes: {', '.join(f'{k / 2**10:.0f} MiB' for k in largest)}); JVM heap cap {driver_memory}")
+    print(f"\nRESULT samples={n_samples} seconds={seconds:.0f} peak_rss_gib={peak / 2**20:.2f} input_mib={size:.0f}")
+
+
 def tree_rss_kib(root: int) -> dict[int, int]:
     """Current resident KiB of `root` and all its descendants, from /proc."""
     parents = {}
@@ -108,10 +190,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shard-mb", type=int, default=1024)
     parser.add_argument("--driver-memory", default="2g")
+    parser.add_argument("--pipeline-samples", type=int, default=None,
+                        help="instead: a whole pipeline over this many generated samples")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="mmcurate-bench-memory-"))
     try:
+        if args.pipeline_samples:
+            pipeline_run(work, args.pipeline_samples, args.driver_memory)
+            return
         shards = work / "shards"
         shards.mkdir()
         docs = write_big_shard(shards / "big-000000.tar", args.shard_mb * 2**20)
@@ -123,21 +210,10 @@ def main() -> None:
                "MMCURATE_DRIVER_MEMORY": args.driver_memory}
         command = [sys.executable, "-m", "mmcurate.cli", "ingest", str(shards), "--format", "webdataset",
                    "--lakehouse", str(work / "lake")]
-        started = time.time()
-        child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        peak_total, peak_each = 0, {}
-        while child.poll() is None:
-            rss = tree_rss_kib(child.pid)
-            peak_total = max(peak_total, sum(rss.values()))
-            for pid, kib in rss.items():
-                peak_each[pid] = max(peak_each.get(pid, 0), kib)
-            time.sleep(0.1)
-        output = child.stdout.read()
-        seconds = time.time() - started
-        if child.returncode != 0:
-            raise SystemExit(f"ingest failed with exit code {child.returncode}")
+        code, output, seconds, peak_total, largest = watch(command, env)
+        if code != 0:
+            raise SystemExit(f"ingest failed with exit code {code}")
         summary = json.loads(output[output.index("{"):])
-        largest = sorted(peak_each.values(), reverse=True)[:3]
         print(f"ingested {summary['documents']} documents, {summary['image_items']} image items, "
               f"quarantined {summary['quarantined']} in {seconds:.0f} s")
         print(f"peak resident memory of the whole tree: {peak_total / 2**20:.2f} GiB "
