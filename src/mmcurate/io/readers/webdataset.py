@@ -134,20 +134,18 @@ def _document(name: str, reader: _MemberReader, options: ReaderOptions) -> Union
             return Item("image", error=("missing_image_member", f"no tar member for image entry {token!r}"),
                         url=str(token))
         content_type = mimetypes.guess_type(member)[0] or "application/octet-stream"
+        index = None  # a TIFF member holds one frame per image entry naming it, in order
+        if content_type == "image/tiff":
+            index = frames.get(member, 0)
+            frames[member] = index + 1
         if not options.materialize_on_read:  # lazy: the source_ref (with its TIFF frame) is read later
-            frame = None
-            if content_type == "image/tiff":
-                frame = frames.get(member, 0)
-                frames[member] = frame + 1
-            return Item("image", content_type=content_type, source_ref=reader.ref(member, frame))
+            return Item("image", content_type=content_type, source_ref=reader.ref(member, index))
         try:
             data = cache[member] if member in cache else reader.read(member)
         except (tarfile.TarError, EOFError, OSError) as e:
             return Item("image", error=("truncated_member", str(e)), url=str(token))
-        if content_type == "image/tiff":
+        if index is not None:
             cache[member] = data
-            index = frames.get(member, 0)
-            frames[member] = index + 1
             frame = extract_tiff_frame(data, index, max_pixels=options.max_pixels)
             if frame is None:
                 return Item("image", error=("missing_tiff_frame", f"no frame {index} in {member}"),
