@@ -24,6 +24,7 @@ setup(
         "numpy",
         "pyyaml",
         "pillow",
+        "pypdfium2",
         "torch==2.14.1",
         "torchvision==0.29.1",
         "open_clip_torch",

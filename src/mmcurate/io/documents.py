@@ -72,6 +72,8 @@ class ReaderOptions:
         is kept as an item with `materialize_error` ("keep", NeMo Curator's behaviour), or quarantined.
     verify_images: decode every image fully at ingest and quarantine the undecodable ones; by default only
         the header is read (format, size, bomb check) and `image_scores`' `decodable` verdict drops them.
+    pdf_max_pages / pdf_max_bytes (PDF): longer or larger files are quarantined as `pdf_too_large`
+        (MINT-1T's limits: 50 pages, 50 MB).
     """
 
     fields: Optional[tuple[str, ...]] = None
@@ -89,6 +91,8 @@ class ReaderOptions:
     materialize_on_read: bool = True
     on_missing_image: str = "keep"
     verify_images: bool = False
+    pdf_max_pages: int = 50
+    pdf_max_bytes: int = 50 * 2**20
 
     def __post_init__(self):
         if self.on_missing_image not in ON_MISSING_IMAGE:

@@ -25,6 +25,7 @@ from pyspark.sql import types as T
 
 from mmcurate.io.documents import STAGE, Bad, ReaderOptions, document_rows, quarantine_row
 from mmcurate.io.readers.nemo_parquet import read_nemo_parquet
+from mmcurate.io.readers.pdf import read_pdf
 from mmcurate.io.readers.records import read_documents, read_mmc4
 from mmcurate.io.readers.webdataset import read_webdataset
 from mmcurate.schema import IMAGES, ITEMS, QUARANTINE
@@ -35,12 +36,14 @@ READERS: dict[str, Callable] = {
     "documents": read_documents,  # OBELICS / MINT-1T HTML records in JSONL, JSON or Parquet
     "mmc4": read_mmc4,
     "nemo_parquet": read_nemo_parquet,
+    "pdf": read_pdf,  # PDF files, one document each (text blocks and embedded images, via PDFium)
 }
 PATTERNS = {
     "webdataset": ("*.tar", "*.tar.gz", "*.tgz"),
     "documents": ("*.jsonl", "*.jsonl.gz", "*.json", "*.parquet"),
     "mmc4": ("*.jsonl", "*.jsonl.gz", "*.json"),
     "nemo_parquet": ("*.parquet",),
+    "pdf": ("*.pdf",),
 }
 
 UNION = T.StructType(
@@ -197,7 +200,7 @@ def ingest(
 
     The parse is cached for the three tables: use the result in a `with` block (or `unpersist()` it).
 
-    format: one of READERS ("webdataset", "documents", "mmc4", "nemo_parquet").
+    format: one of READERS ("webdataset", "documents", "mmc4", "nemo_parquet", "pdf").
     An empty list of paths gives an empty result (NeMo Curator's readers do the same); folders or globs
     that match no file raise FileNotFoundError, so a mistyped location never passes for an empty dataset.
     Samples whose id appears in more than one document keep the first document (ordered by
