@@ -39,6 +39,9 @@ setup(
         "tokenizers",
         "spacy",
         "matplotlib",
+        "fastwarc",
+        "trafilatura",
+        "lxml_html_clean",
     ],
     extras_require={
         "fasttext": ["fasttext-community"],

@@ -77,3 +77,10 @@ def test_a_per_stage_job_runs_only_its_steps_of_the_config(spark, demo_copy, cap
     assert [s["step"] for s in steps] == ["select[dedup_exact]", "select[nemo_default]"] and all(s["skipped"] for s in steps)
     assert main(["run", "--config", "demo", "--only", "selct"]) == 2
     assert "--only: unknown step kind(s) ['selct']" in capsys.readouterr().err
+
+
+def test_the_format_names_are_the_readers():
+    from mmcurate.io.formats import FORMATS
+    from mmcurate.io.ingest import PATTERNS, READERS
+
+    assert tuple(READERS) == tuple(PATTERNS) == FORMATS

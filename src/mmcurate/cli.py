@@ -6,6 +6,8 @@ import json
 import sys
 from typing import Callable, Optional
 
+from mmcurate.io.formats import FORMATS
+
 
 def _lakehouse(args):
     from mmcurate.lakehouse import Lakehouse
@@ -331,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ingest", parents=[common], help=COMMANDS["ingest"][1])
     p.add_argument("input", nargs="+", help="files, directories or globs (local or any fsspec URI)")
-    p.add_argument("--format", required=True, choices=["webdataset", "documents", "mmc4", "nemo_parquet", "pdf"])
+    p.add_argument("--format", required=True, choices=list(FORMATS))
     p.add_argument("--sample-id-field", default=None, help="record field holding the sample id")
     p.add_argument("--fields", default=None, help="comma-separated passthrough fields to keep (default: all)")
     p.add_argument("--per-image-fields", default=None, help="comma-separated list fields aligned with images")

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from mmcurate.io.documents import ReaderOptions
+from mmcurate.io.formats import FORMATS
 from mmcurate.packaged import load_spec, packaged_names
 
-FORMATS = ("webdataset", "documents", "mmc4", "nemo_parquet", "pdf")
 SECTIONS = {"name", "description", "lakehouse", "backend", "spark", "ingest", "materialize", "annotate", "select",
             "merge", "mix", "export", "view", "mlflow"}
 PACKAGE_PREFIX = "package://"

@@ -24,9 +24,11 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mmcurate.io.documents import STAGE, Bad, ReaderOptions, document_rows, quarantine_row
+from mmcurate.io.readers.html import read_html
 from mmcurate.io.readers.nemo_parquet import read_nemo_parquet
 from mmcurate.io.readers.pdf import read_pdf
 from mmcurate.io.readers.records import read_documents, read_mmc4
+from mmcurate.io.readers.warc import read_warc
 from mmcurate.io.readers.webdataset import read_webdataset
 from mmcurate.schema import IMAGES, ITEMS, QUARANTINE
 from mmcurate.spark import session_conf
@@ -37,6 +39,8 @@ READERS: dict[str, Callable] = {
     "mmc4": read_mmc4,
     "nemo_parquet": read_nemo_parquet,
     "pdf": read_pdf,  # PDF files, one document each (text blocks and embedded images, via PDFium)
+    "warc": read_warc,  # crawl archives (WARC, ARC): each HTML 200 response is a page document
+    "html": read_html,  # saved web pages, one document per file
 }
 PATTERNS = {
     "webdataset": ("*.tar", "*.tar.gz", "*.tgz"),
@@ -44,6 +48,8 @@ PATTERNS = {
     "mmc4": ("*.jsonl", "*.jsonl.gz", "*.json"),
     "nemo_parquet": ("*.parquet",),
     "pdf": ("*.pdf",),
+    "warc": ("*.warc", "*.warc.gz", "*.arc", "*.arc.gz"),
+    "html": ("*.html", "*.htm"),
 }
 
 UNION = T.StructType(
@@ -201,6 +207,7 @@ def ingest(
     The parse is cached for the three tables: use the result in a `with` block (or `unpersist()` it).
 
     format: one of READERS ("webdataset", "documents", "mmc4", "nemo_parquet", "pdf").
+    format: one of READERS ("webdataset", "documents", "mmc4", "nemo_parquet", "pdf", "warc", "html").
     An empty list of paths gives an empty result (NeMo Curator's readers do the same); folders or globs
     that match no file raise FileNotFoundError, so a mistyped location never passes for an empty dataset.
     Samples whose id appears in more than one document keep the first document (ordered by
