@@ -82,6 +82,19 @@ def cmd_materialize(args) -> int:
     return 0
 
 
+def cmd_fetch(args) -> int:
+    from mmcurate import steps
+    from mmcurate.io.fetch import FetchOptions
+
+    options = FetchOptions(concurrency=args.concurrency, timeout=args.timeout, retries=args.retries,
+                           max_bytes=args.max_bytes, deny=args.deny or (), honour_noai=args.honour_noai,
+                           **({"user_agent": args.user_agent} if args.user_agent else {}))
+    retry = "all" if args.retry_errors == "all" else args.retry_errors is not None
+    counts = steps.fetch(_lakehouse(args), table=args.table, options=options, retry_errors=retry)
+    print(json.dumps(counts, indent=2, sort_keys=True))
+    return 0
+
+
 def _stage_specs(args) -> list:
     """The stages `annotate` runs: --stages names, a --config file's `stages:` list, or what --recipe reads."""
     import yaml
@@ -310,6 +323,7 @@ COMMANDS: dict[str, tuple[Callable, str]] = {
     "view": (cmd_view, "write one static HTML page of sampled kept and dropped documents, with their rules and scores"),
     "ingest": (cmd_ingest, "read source files into the lakehouse's items, images and quarantine tables"),
     "materialize": (cmd_materialize, "read the bytes of lazy image items from their source_ref into images"),
+    "fetch": (cmd_fetch, "download the bytes of URL-only image items (each URL once) into images"),
     "sql": (cmd_sql, "run a SQL query with every lakehouse table visible by name"),
     "tables": (cmd_tables, "list the lakehouse's tables with their latest versions"),
     "history": (cmd_history, "show a table's commits"),
@@ -353,6 +367,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--table", default="items", help="items table whose lazy images are read")
     p.add_argument("--all-images", action="store_true", help="re-read every image with a source_ref, not only lazy ones")
     p.add_argument("--retry-errors", action="store_true", help="try again the items whose read failed before")
+
+    p = sub.add_parser("fetch", parents=[common], help=COMMANDS["fetch"][1])
+    p.add_argument("--table", default="items", help="items table whose URL-only images are downloaded")
+    p.add_argument("--concurrency", type=int, default=16, help="requests in flight per Spark task")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per request, connect to last byte")
+    p.add_argument("--retries", type=int, default=2, help="retries of timeouts, 5xx and connection errors")
+    p.add_argument("--max-bytes", type=int, default=32 * 2**20, help="larger responses fail as too_big")
+    p.add_argument("--user-agent", default=None, help="User-Agent header (default: mmcurate/<version> ...)")
+    p.add_argument("--deny", default=None, help="comma-separated domains or URL prefixes never requested")
+    p.add_argument("--honour-noai", action=argparse.BooleanOptionalAction, default=True,
+                   help="refuse responses whose X-Robots-Tag says noai or noimageai (default: on)")
+    p.add_argument("--retry-errors", nargs="?", const="transient", default=None, choices=["transient", "all"],
+                   help="try failed URLs again: transient failures (default), or 'all' including http_404, "
+                        "http_410, denied, not_an_image, too_big")
 
     p = sub.add_parser("annotate", parents=[common], help=COMMANDS["annotate"][1])
     p.add_argument("--stages", default=None, help="comma-separated stage names (default: every catalogued stage reading items, images or a stage's table)")
@@ -415,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--master", default=None, help="Spark master for a new local session")
             p.add_argument("--report", default=None, help="also write the JSON report to this file")
             p.add_argument("--only", default=None, help="run just these kinds of steps (comma-separated: ingest, "
-                                                        "materialize, annotate, merge, select, mix, export, view)")
+                                                        "materialize, fetch, annotate, merge, select, mix, export, view)")
             p.add_argument("--quiet", action="store_true", help="no per-step lines")
 
     p = sub.add_parser("sql", parents=[common, shown], help=COMMANDS["sql"][1])

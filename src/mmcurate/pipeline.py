@@ -22,8 +22,14 @@ from mmcurate.io.documents import ReaderOptions
 from mmcurate.io.formats import FORMATS
 from mmcurate.packaged import load_spec, packaged_names
 
+<<<<<<< HEAD
 SECTIONS = {"name", "description", "lakehouse", "backend", "spark", "ingest", "materialize", "annotate", "select",
             "merge", "mix", "export", "view", "mlflow"}
+=======
+FORMATS = ("webdataset", "documents", "mmc4", "nemo_parquet")
+SECTIONS = {"name", "description", "lakehouse", "backend", "spark", "ingest", "materialize", "fetch", "annotate",
+            "select", "merge", "mix", "export", "view", "mlflow"}
+>>>>>>> fetch
 PACKAGE_PREFIX = "package://"
 """Paths under the installed package (the demo data): `package://demo_data/wds`."""
 
@@ -75,6 +81,7 @@ class Pipeline:
     spark_master: Optional[str] = None
     spark_conf: dict = field(default_factory=dict)
     materialize: Optional[dict] = None
+    fetch: Optional[dict] = None  # steps.fetch arguments: table, retry_errors, options (FetchOptions)
     stages: tuple = ()  # Stage instances
     selects: tuple[SelectStep, ...] = ()
     merge: Optional[dict] = None
@@ -169,6 +176,7 @@ class _Parser:
         materialize = data.get("materialize")
         if materialize is not None:
             materialize = self.mapping(materialize or {}, "materialize", {"table", "only_missing_binary", "retry_errors"})
+        fetch = self.fetch(data["fetch"]) if data.get("fetch") is not None else None
         selects = tuple(self.select(s, f"select[{i}]") for i, s in enumerate(self.items(data.get("select") or [], "select")))
         merge = data.get("merge")
         if merge is not None:
@@ -183,7 +191,7 @@ class _Parser:
         mlflow["directory"] = self.path(mlflow.get("directory", "mlruns"), "mlflow.directory")
         return Pipeline(name=name, lakehouse=lakehouse, sources=sources, backend=backend,
                         spark_master=spark.get("master"), spark_conf={k: str(v) for k, v in conf.items()},
-                        materialize=materialize, stages=tuple(self.stages(data.get("annotate"), selects)),
+                        materialize=materialize, fetch=fetch, stages=tuple(self.stages(data.get("annotate"), selects)),
                         selects=selects, merge=merge, mix=mix, mix_chart=chart, exports=exports, views=views, mlflow=mlflow,
                         description=str(data.get("description", "")), config=data)
 
@@ -202,6 +210,22 @@ class _Parser:
         except (TypeError, ValueError) as e:
             self.fail(f"{key}.options", str(e))
         return Source(raw["format"], tuple(self.path(p, f"{key}.paths") for p in paths), reader)
+
+    def fetch(self, raw: Any) -> dict:
+        """The fetch step: `table`, `retry_errors` (false, true or all) and any FetchOptions field."""
+        from mmcurate.io.fetch import FetchOptions
+
+        allowed = {f.name for f in dataclasses.fields(FetchOptions)}
+        raw = dict(self.mapping(raw or {}, "fetch", allowed | {"table", "retry_errors"}))
+        table = self.typed(raw.pop("table", "items"), "fetch.table", str, "a table name")
+        retry = raw.pop("retry_errors", False)
+        if retry not in (False, True, "all"):
+            self.fail("fetch.retry_errors", f"{retry!r} is not one of [false, true, 'all']")
+        try:
+            options = FetchOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+        except (TypeError, ValueError) as e:
+            self.fail("fetch", str(e))
+        return {"table": table, "retry_errors": retry, "options": options}
 
     def stages(self, raw: Any, selects: tuple[SelectStep, ...]) -> list:
         """The annotate stages: `stages:` as given (models, and what a mix reads), plus what `recipes:` (default:

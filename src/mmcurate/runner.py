@@ -18,7 +18,7 @@ from mmcurate.tracking import tracker
 StepCallback = Callable[[str, dict], None]
 
 
-STEPS = ("ingest", "materialize", "annotate", "merge", "select", "mix", "export", "view")
+STEPS = ("ingest", "materialize", "fetch", "annotate", "merge", "select", "mix", "export", "view")
 """The kinds of steps a config runs, in their order; `only` picks some of them (a per-stage job)."""
 
 
@@ -53,6 +53,8 @@ def run_pipeline(pipeline, spark=None, on_step: Optional[StepCallback] = None,
                                                                skip_ingested=True))
         if pipeline.materialize is not None:
             step("materialize", lambda: steps.materialize(lake, **pipeline.materialize))
+        if pipeline.fetch is not None:
+            step("fetch", lambda: steps.fetch(lake, **pipeline.fetch))
         if pipeline.stages:
             step("annotate", lambda: _annotate(lake, pipeline.stages))
         if pipeline.merge is not None:
@@ -134,6 +136,9 @@ def describe(result: dict) -> str:
                     f"{result['quarantined']:,} quarantined {_counts(result['quarantine_reasons'])}")
     elif kind == "materialize":
         text = f"{result['tried']:,} tried, {result['materialized']:,} read, failed {_counts(result['failed'])}"
+    elif kind == "fetch":
+        text = (f"{result['tried']:,} items ({result['urls']:,} URLs) tried, {result['materialized']:,} fetched, "
+                f"failed {_counts(result['failed'])}")
     elif kind == "annotate":
         text = ", ".join(f"{s} {'+' + format(d['rows_added'] or 0, ',') if d['action'] != 'up_to_date' else 'current'}"
                          for s, d in result["stages"].items())

@@ -116,17 +116,36 @@ def materialize(lake: Lakehouse, table: str = "items", only_missing_binary: bool
 
     version = lake.version(table)
     with materialize_images(lake.read(table, version=version), only_missing_binary, retry_errors) as done:
-        counts = done.counts()
-        if not counts["tried"]:
-            return {**counts, "new_images": 0, "version": version}
-        info = {"step": "materialize", "table": table, "read": {table: version}, **counts}
-        images = done.images
-        if lake.exists("images"):
-            images = images.join(lake.read("images", version=lake.version("images")).select("image_id"),
-                                 "image_id", "left_anti")
-        written = lake.write(images, "images", mode="append", commit_info=info)
-        result = lake.write(done.items, table, mode="overwrite", commit_info=info)
-        return {**counts, "new_images": written.rows_added, "version": result.version}
+        return _commit_materialized(lake, table, version, done, "materialize")
+
+
+def fetch(lake: Lakehouse, table: str = "items", options=None, retry_errors: Union[bool, str] = False) -> dict:
+    """Download the bytes of `table`'s URL-only image items (docs/fetch.md), each distinct URL once, store the
+    new images and commit `table` with their `image_id` or `materialize_error` ("<status>: <detail>").
+    Resumable: fetched URLs have an image_id; failures are retried with retry_errors=True, except permanent ones
+    (http_404, http_410, denied, not_an_image, too_big, decompression_bomb) which only retry_errors="all" retries.
+    Returns counts (tried items, distinct urls, materialized, failed per status, new images)."""
+    from mmcurate.io.fetch import FetchOptions, fetch_images
+
+    version = lake.version(table)
+    with fetch_images(lake.read(table, version=version), options or FetchOptions(), retry_errors) as done:
+        return _commit_materialized(lake, table, version, done, "fetch")
+
+
+def _commit_materialized(lake: Lakehouse, table: str, version: int, done, step: str) -> dict:
+    """Commit what materialize or fetch read from `table` at `version`: new images first, then `table`; nothing
+    when nothing was tried. Returns the counts with new_images and the table's version."""
+    counts = done.counts()
+    if not counts["tried"]:
+        return {**counts, "new_images": 0, "version": version}
+    info = {"step": step, "table": table, "read": {table: version}, **counts}
+    images = done.images
+    if lake.exists("images"):
+        images = images.join(lake.read("images", version=lake.version("images")).select("image_id"),
+                             "image_id", "left_anti")
+    written = lake.write(images, "images", mode="append", commit_info=info)
+    result = lake.write(done.items, table, mode="overwrite", commit_info=info)
+    return {**counts, "new_images": written.rows_added, "version": result.version}
 
 
 INGEST_COMMIT_ATTEMPTS = 5

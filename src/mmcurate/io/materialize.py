@@ -15,7 +15,7 @@ import json
 import tarfile
 import warnings
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Iterable, Iterator, Optional
 
 import fsspec
 import pyarrow as pa
@@ -23,24 +23,27 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from mmcurate.images import MAX_PIXELS, extract_tiff_frame, probe, sha256_hex
+from mmcurate.images import MAX_PIXELS, ImageInfo, extract_tiff_frame, probe, sha256_hex
 from mmcurate.io.documents import DANGEROUS_IMAGE
 from mmcurate.schema import IMAGES, is_modality, items_columns
 
 ON_MATERIALIZE_ERROR = ("error", "warn", "drop_row", "drop_sample")
 """What an export does with image items that have no bytes: NeMo Curator's writer options."""
 
+IMAGE_FIELDS = [(f.name, {"string": pa.string(), "binary": pa.binary(), "int": pa.int32(),
+                           "bigint": pa.int64()}[f.dataType.simpleString()]) for f in IMAGES.fields]
+"""The `images` columns as Arrow fields, and as Spark DDL, for the rows executors return."""
+IMAGES_DDL = ", ".join(f"{f.name} {f.dataType.simpleString()}" for f in IMAGES.fields)
 RESULT = pa.schema([("sample_id", pa.string()), ("position", pa.int32()), ("materialize_error", pa.string()),
-                    *[(f.name, {"string": pa.string(), "binary": pa.binary(), "int": pa.int32(),
-                                "bigint": pa.int64()}[f.dataType.simpleString()]) for f in IMAGES.fields]])
+                    *IMAGE_FIELDS])
 """One row per image item tried: its new image_id and the image's columns, or the reason it has no bytes."""
-_RESULT_DDL = ("sample_id string, position int, materialize_error string, image_id string, binary_content binary, "
-               "content_type string, width int, height int, n_bytes bigint")
+_RESULT_DDL = f"sample_id string, position int, materialize_error string, {IMAGES_DDL}"
 BATCH_ROWS = 256
 BATCH_BYTES = 32 * 2**20
 
 
-def _path() -> Column:
+def source_path() -> Column:
+    """The path a source_ref locates (null when it has none)."""
     return F.get_json_object("source_ref", "$.path")
 
 
@@ -60,7 +63,7 @@ def needs_bytes(only_missing_binary: bool = True, retry_errors: bool = False) ->
     """Image items whose bytes are to be read from their `source_ref` (a local or fsspec path; none gives NeMo's
     "missing path" error), leaving web images, a URL without a path or an http(s) path, to the fetch stage:
     those without an image_id (all when not only_missing_binary), skipping ones that failed unless retry_errors."""
-    path = _path()
+    path = source_path()
     web = F.coalesce(F.lower(path).rlike("^https?://"), F.lit(False)) | \
         ((path.isNull() | (path == "")) & F.col("image_url").isNotNull())
     wanted = is_modality("image") & ~web
@@ -74,11 +77,13 @@ def needs_bytes(only_missing_binary: bool = True, retry_errors: bool = False) ->
 @dataclass
 class Materialized:
     """Items with `image_id` / `materialize_error` set where bytes were read or failed, the new `images` rows
-    (one per image_id) and per tried item its `results`; a context manager releasing the cached reads."""
+    (one per image_id) and per tried item its `results`; a context manager releasing the cached reads
+    (`results` and any other frame in `cached`)."""
 
     items: DataFrame
     images: DataFrame
     results: DataFrame
+    cached: tuple = ()
 
     def counts(self) -> dict:
         """Items tried, materialized, and failed per reason (the error's text before its first colon)."""
@@ -89,7 +94,8 @@ class Materialized:
         return {"tried": tried, "materialized": tried - sum(failed.values()), "failed": failed}
 
     def unpersist(self) -> None:
-        self.results.unpersist()
+        for frame in (self.results, *self.cached):
+            frame.unpersist()
 
     def __enter__(self) -> "Materialized":
         return self
@@ -107,39 +113,62 @@ def materialize_images(items: DataFrame, only_missing_binary: bool = True, retry
     """
     items = items_columns(items, where="materialize_images(items)")
     todo = items.where(needs_bytes(only_missing_binary, retry_errors)).select(
-        "sample_id", "position", "source_ref", _path().alias("_path"),
+        "sample_id", "position", "source_ref", source_path().alias("_path"),
         F.get_json_object("source_ref", "$.byte_offset").cast("long").alias("_offset"))
     results = (
         todo.repartition("_path").sortWithinPartitions("_path", "_offset")
         .mapInArrow(_read_sources(max_pixels), _RESULT_DDL)
         .persist(StorageLevel.DISK_ONLY)
     )
+    return Materialized(apply_results(items, results), images_of(results), results)
+
+
+def apply_results(items: DataFrame, results: DataFrame) -> DataFrame:
+    """`items` with the `image_id` and `materialize_error` of the items `results` (one row per sample_id,
+    position tried) has; the others unchanged."""
     tried = results.select("sample_id", "position", F.lit(True).alias("_tried"), F.col("image_id").alias("_id"),
                            F.col("materialize_error").alias("_error"))
-    updated = items.join(tried, ["sample_id", "position"], "left").select(*[
+    return items.join(tried, ["sample_id", "position"], "left").select(*[
         F.when(F.col("_tried"), F.col("_id")).otherwise(F.col("image_id")).alias("image_id") if c == "image_id" else
         F.when(F.col("_tried"), F.col("_error")).otherwise(F.col("materialize_error")).alias(c)
         if c == "materialize_error" else F.col(f"`{c}`") for c in items.columns])
-    images = results.where("image_id IS NOT NULL").select(*IMAGES.fieldNames()).dropDuplicates(["image_id"])
-    return Materialized(updated, images, results)
+
+
+def images_of(results: DataFrame) -> DataFrame:
+    """The `images` rows of the bytes `results` holds, one per image_id (the same bytes read twice stored once)."""
+    return results.where("image_id IS NOT NULL").select(*IMAGES.fieldNames()).dropDuplicates(["image_id"])
+
+
+def image_columns(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[dict, ImageInfo]:
+    """The `images` columns of `data` (content-addressed, size from the header) and the header probe, whose
+    error the caller judges (undecodable bytes stay images; DANGEROUS_IMAGE ones must not)."""
+    info = probe(data, max_pixels=max_pixels, verify=False)
+    return dict(image_id=sha256_hex(data), binary_content=data, content_type=info.content_type, width=info.width,
+                height=info.height, n_bytes=len(data)), info
+
+
+def record_batches(rows: Iterable[dict], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    """`rows` as Arrow batches of at most BATCH_ROWS rows or about BATCH_BYTES of binary_content (images are
+    large: a batch of 10,000 would not fit an executor's Arrow buffer)."""
+    batch, size = [], 0
+    for row in rows:
+        batch.append(row)
+        size += len(row.get("binary_content") or b"")
+        if len(batch) >= BATCH_ROWS or size >= BATCH_BYTES:
+            yield pa.RecordBatch.from_pylist(batch, schema=schema)
+            batch, size = [], 0
+    if batch:
+        yield pa.RecordBatch.from_pylist(batch, schema=schema)
 
 
 def _read_sources(max_pixels: int):
     """The mapInArrow function: (sample_id, position, source_ref) rows sorted by path in, RESULT rows out."""
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        rows, size = [], 0
         with _Sources() as sources:
-            for batch in batches:
-                for row in batch.select(["sample_id", "position", "source_ref"]).to_pylist():
-                    out = _result(row, sources, max_pixels)
-                    rows.append(out)
-                    size += len(out["binary_content"] or b"")
-                    if len(rows) >= BATCH_ROWS or size >= BATCH_BYTES:
-                        yield pa.RecordBatch.from_pylist(rows, schema=RESULT)
-                        rows, size = [], 0
-        if rows:
-            yield pa.RecordBatch.from_pylist(rows, schema=RESULT)
+            rows = (_result(row, sources, max_pixels) for batch in batches
+                    for row in batch.select(["sample_id", "position", "source_ref"]).to_pylist())
+            yield from record_batches(rows, RESULT)
 
     return run
 
@@ -155,12 +184,11 @@ def _result(row: dict, sources: "_Sources", max_pixels: int) -> dict:
     except (OSError, tarfile.TarError, ValueError, TypeError, EOFError) as e:
         out["materialize_error"] = f"failed to read path: {type(e).__name__}: {e}"
         return out
-    info = probe(data, max_pixels=max_pixels, verify=False)
+    columns, info = image_columns(data, max_pixels)
     if info.error in DANGEROUS_IMAGE:
         out["materialize_error"] = f"{info.error}: {info.detail}"
         return out
-    out.update(image_id=sha256_hex(data), binary_content=data, content_type=info.content_type, width=info.width,
-               height=info.height, n_bytes=len(data))
+    out.update(columns)
     return out
 
 
