@@ -22,14 +22,8 @@ from mmcurate.io.documents import ReaderOptions
 from mmcurate.io.formats import FORMATS
 from mmcurate.packaged import load_spec, packaged_names
 
-<<<<<<< HEAD
-SECTIONS = {"name", "description", "lakehouse", "backend", "spark", "ingest", "materialize", "annotate", "select",
-            "merge", "mix", "export", "view", "mlflow"}
-=======
-FORMATS = ("webdataset", "documents", "mmc4", "nemo_parquet")
 SECTIONS = {"name", "description", "lakehouse", "backend", "spark", "ingest", "materialize", "fetch", "annotate",
             "select", "merge", "mix", "export", "view", "mlflow"}
->>>>>>> fetch
 PACKAGE_PREFIX = "package://"
 """Paths under the installed package (the demo data): `package://demo_data/wds`."""
 
