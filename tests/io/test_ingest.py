@@ -244,7 +244,7 @@ def test_decompression_bomb_is_refused_without_decoding(spark, tmp_path):
 
 def test_unknown_format_and_missing_input_fail_clearly(spark, tmp_path):
     with pytest.raises(ValueError, match="format must be one of"):
-        ingest(spark, str(tmp_path), "warc")
+        ingest(spark, str(tmp_path), "warcx")
     with pytest.raises(FileNotFoundError, match="no webdataset input files"):
         ingest(spark, str(tmp_path), "webdataset")
     with pytest.raises(ValueError, match="reserved keys"):
