@@ -180,7 +180,7 @@ def main() -> None:
         t0 = time.perf_counter()
         summary = steps.ingest(lake, str(in_dir), "webdataset")
         t1 = time.perf_counter()
-        steps.annotate(lake, steps.stages_for(recipe))
+        steps.annotate(lake, steps.stages_for(recipe), recipes=[recipe])
         t2 = time.perf_counter()
         steps.select(lake, recipe)
         t3 = time.perf_counter()

@@ -2,8 +2,9 @@
 # MAGIC %md
 # MAGIC # 02 · Tune a threshold without rescoring
 # MAGIC A score's histogram, what a rule would drop at each threshold, then a select with the chosen one.
-# MAGIC Selecting is SQL over the signal tables: no image is decoded again, no table but the curated one and
-# MAGIC the ledger is written.
+# MAGIC Selecting is SQL over the signal tables: the tuned score is not computed again. On-demand scores that
+# MAGIC later rules read (QR after blur) exist only for what the earlier rules kept, so a looser threshold
+# MAGIC first scores just the images it lets through; a stricter one computes nothing.
 
 # COMMAND ----------
 
@@ -61,6 +62,7 @@ chosen = float(dbutils.widgets.get("chosen"))  # noqa: F821
 tuned = Recipe(f"{recipe.name}_tuned", f"{recipe.version}+{rule_name}{chosen:g}", tuple(
     Rule(r.name, r.level, f"{column} >= {chosen}", r.description, r.source, column) if r.name == rule_name else r
     for r in recipe.rules))
+annotated = steps.annotate(lake, steps.stages_for(tuned), recipes=[tuned])  # on-demand scores it newly needs
 selection = steps.select(lake, tuned, curated_table="curated_items_tuned")
 display(selection.summary.orderBy("order"))  # noqa: F821
 assert lake.version(table.name) == scores_version  # nothing was rescored

@@ -48,11 +48,12 @@ display(spark.sql("SELECT reason, count(*) AS n FROM quarantine GROUP BY reason 
 
 # MAGIC %md ## 2. Annotate
 # MAGIC The stages the recipe reads write their signal tables (`image_scores`, ...). Only keys without a row
-# MAGIC are computed: rerunning after more data is ingested scores just the new images and samples.
+# MAGIC are computed: rerunning after more data is ingested scores just the new images and samples. On-demand
+# MAGIC stages (`image_qr`) score only the images the recipe's earlier rules keep (QR after blur).
 
 # COMMAND ----------
 
-annotated = steps.annotate(lake, steps.stages_for(params["recipe"]))
+annotated = steps.annotate(lake, steps.stages_for(params["recipe"]), recipes=[params["recipe"]])
 [a.as_dict() for a in annotated]
 
 # COMMAND ----------

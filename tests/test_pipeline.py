@@ -28,7 +28,8 @@ def test_a_valid_config_resolves_paths_under_root_and_collects_stages():
     pipeline = Pipeline.from_dict(GOOD, root="/data/run")
     assert pipeline.lakehouse == "/data/run/lake" and pipeline.sources[0].paths == ("/data/run/data/",)
     assert pipeline.exports[0].out == "/data/run/wds" and pipeline.mlflow["directory"] == "/data/run/mlruns"
-    assert [s.name for s in pipeline.stages] == ["image_scores"]  # what nemo_default reads
+    assert [s.name for s in pipeline.stages] == ["image_scores", "image_qr"]  # what nemo_default reads
+    assert [r.name for r in pipeline.demand] == ["nemo_default"]  # what the on-demand image_qr scores for
     catalog = Pipeline.from_dict({**GOOD, "lakehouse": "main.curation"}, root="/data/run")
     assert catalog.lakehouse == "main.curation"  # a catalog schema is not a path
 

@@ -228,7 +228,8 @@ def test_only_the_tables_a_recipe_reads_are_joined(corpus):
     nemo = Recipe.from_yaml("nemo_default")
     plan = nemo.plan(corpus["items"], corpus["tables"])
     assert {level: [(t.name, cols) for t, cols in tables] for level, tables in plan.items()} == {
-        "image": [("image_scores", ["decode_ok", "sharpness", "qr_area_ratio"])], "text": [], "sample": []}
+        "image": [("image_scores", ["decode_ok", "sharpness"]), ("image_qr", ["qr_area_ratio"])], "text": [],
+        "sample": []}
     obelics = Recipe.from_yaml("obelics").plan(corpus["items"], corpus["tables"])
     assert [t.name for t, _ in obelics["text"]] == ["paragraph_scores"]
     assert [t.name for t, _ in obelics["sample"]] == ["document_scores"]  # document_images reads kept_images
@@ -408,7 +409,7 @@ def nemo_sequential(rows, scores: dict, blur=100.0, qr=0.05, ratio=(0.001, 0.1))
 
 
 def test_nemo_stage_order_in_one_select(spark, corpus, blobs):
-    from mmcurate.annotate.image_signals import image_signals
+    from mmcurate.annotate.image_signals import image_signals, qr_signals
 
     photo, solid = sha256_hex(blobs["photo"]), sha256_hex(blobs["solid"])
     long_text, short_text = " ".join(["word"] * 1200), " ".join(["word"] * 20)
@@ -419,11 +420,11 @@ def test_nemo_stage_order_in_one_select(spark, corpus, blobs):
         ("crowded", 2, "image", None, solid, None), ("crowded", 3, "image", None, solid, None),  # 3/20 -> 1/20: kept
     ]
     items = corpus["items"].unionByName(spark.createDataFrame(extra, ITEMS))
-    scores = {sha256_hex(b): image_signals(b) for b in blobs.values()}
+    scores = {sha256_hex(b): {**image_signals(b), **qr_signals(b)} for b in blobs.values()}
     expected = nemo_sequential(items.collect(), scores)
     assert {e[0] for e in expected} >= {"crowded"} and "pruned" not in {e[0] for e in expected}
 
-    selection = Recipe.from_yaml("nemo_default").apply(items, only(corpus, "image_scores"))
+    selection = Recipe.from_yaml("nemo_default").apply(items, only(corpus, "image_scores", "image_qr"))
     got = sorted((r.sample_id, r.position, r.modality, r.text_content, r.image_id) for r in selection.curated.collect())
     assert got == expected
     ratio_drops = {(r.sample_id, r.detail) for r in selection.drops.where("rule = 'image_text_ratio'").collect()}
@@ -436,3 +437,26 @@ def test_details_record_the_failing_value(image_rules):
     assert details[("doc", 3)] == ("blur", "0.0")  # nemo_default's blur rule records the sharpness
     assert details[("invalid", 1)] == ("valid_item", "audio at position 1")
     assert details[("broken", 0)] == ("decodable", None)  # a rule without a detail expression
+
+
+def test_reaching_gives_the_items_an_on_demand_score_is_needed_for(corpus, blobs):
+    nemo = Recipe.from_yaml("nemo_default")
+    reached = nemo.reaching(corpus["items"], only(corpus, "image_scores"), {"qr_area_ratio"})
+    photo, qr = sha256_hex(blobs["photo"]), sha256_hex(blobs["qr"])
+    # valid, decodable and sharp: not the solid square, the truncated JPEG or the URL-only image
+    assert sorted((r.sample_id, r.position, r.image_id) for r in reached.collect()) == [
+        ("doc", 1, photo), ("qr", 1, qr), ("qr", 2, photo)]
+    assert nemo.reaching(corpus["items"], corpus["tables"], {"kept_image_text_ratio"}) is None  # a sample rule
+    assert nemo.reaching(corpus["items"], corpus["tables"], {"word_count"}) is None  # no rule reads it
+
+
+def test_an_unscored_on_demand_key_is_not_computed_never_a_null_score(corpus, blobs):
+    photo = sha256_hex(blobs["photo"])
+    partial = corpus["image_qr"].where(f"image_id = '{photo}'")
+    rules = image_recipe(*NEMO_RULES)
+    reasons = {}
+    for on_demand in (True, False):
+        tables = [*only(corpus, "image_scores"), SignalTable("image_qr", ("image_id",), partial, on_demand=on_demand)]
+        drops = rules.apply(corpus["items"], tables).drops.where("rule = 'qrcode'")
+        reasons[on_demand] = sorted((r.sample_id, r.position, r.reason) for r in drops.collect())
+    assert reasons == {True: [("qr", 1, "not_computed")], False: [("qr", 1, "predicate_null")]}

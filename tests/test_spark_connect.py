@@ -38,7 +38,7 @@ def curate(spark, out: str) -> dict:
 
     lake = Lakehouse.open(spark, os.path.join(out, "lake"))
     ingested = steps.ingest(lake, demo_shards(), "webdataset", app_id="connect-test", app_version=1)
-    annotated = steps.annotate(lake, steps.stages_for("nemo_default"))
+    annotated = steps.annotate(lake, steps.stages_for("nemo_default"), recipes=["nemo_default"])
     selection = steps.select(lake, "nemo_default")
     manifest = steps.export(lake, os.path.join(out, "wds"), samples_per_shard=25, seed=0)
     return {
@@ -196,7 +196,7 @@ def test_pipeline_through_spark_connect_equals_a_local_run(spark, connect_server
     for key in ("ingested", "annotated", "selection", "shards"):
         assert remote[key] == local[key], key
     assert local["selection"][-1]["dropped"] > 0 and local["ingested"]["quarantined"] > 0  # the ledger is not empty
-    for name in ("items", "images", "quarantine", "image_scores", "curated_items", "drops"):
+    for name in ("items", "images", "quarantine", "image_scores", "image_qr", "curated_items", "drops"):
         assert_df_equality(tables(spark, tmp_path / "connect", name), tables(spark, tmp_path / "local", name),
                            ignore_row_order=True, ignore_nullable=True)
     shards = sorted(p.name for p in (tmp_path / "local" / "wds").glob("*.tar"))

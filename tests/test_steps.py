@@ -3,14 +3,14 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 from pyspark import cloudpickle
 
 from mmcurate import steps
-from mmcurate.annotate.image_scores import ImageScores
+from mmcurate.annotate.image_scores import ImageQR, ImageScores
 from mmcurate.cli import main
 from mmcurate.images import sha256_hex
 from mmcurate.lakehouse import Lakehouse
@@ -33,6 +33,18 @@ class CountingImageScores(ImageScores):
     def score(self, data) -> dict:
         with open(self.log, "a") as f:
             f.write("decoded\n")
+        return super().score(data)
+
+
+@dataclass(frozen=True)
+class CountingImageQR(ImageQR):
+    """ImageQR that appends one line per image it scores to `log`."""
+
+    log: str = ""
+
+    def score(self, data) -> dict:
+        with open(self.log, "a") as f:
+            f.write("scored\n")
         return super().score(data)
 
 
@@ -73,9 +85,10 @@ def test_annotate_once_then_select_and_retune_without_decoding(spark, tmp_path, 
     assert (first.action, first.rows_added, decoded(log)) == ("overwrite", 4, 4)
     assert spark.conf.get(batch_key) == before  # the stage's batch size held for its write only
     info = steps.stage_info(lake, "image_scores")
-    assert (info["stage"], info["version"], info["key"], info["input_version"]) == ("image_scores", "1", ["image_id"], 0)
+    assert (info["stage"], info["version"], info["key"], info["input_version"]) == ("image_scores", "2", ["image_id"], 0)
     assert info["params"]["log"] == str(log) and info["fingerprint"] == stage.fingerprint
 
+    steps.annotate(lake, [ImageQR()], recipes=["nemo_default"])
     nemo = steps.select(lake, "nemo_default")
     n_items = lake.read("items").count()
     assert nemo.curated.count() + nemo.drops.count() == n_items
@@ -192,3 +205,35 @@ def test_a_new_stage_from_the_architecture_page_is_annotated_and_read_by_rules(s
     selection = steps.select(lake, recipe)
     assert selection.curated.where("modality = 'text'").count() == 0
     assert {r.detail for r in selection.drops.where("rule = 'long'").collect()} == {str(len(TEXT))}
+
+
+def test_qr_is_scored_on_demand_only_where_the_earlier_rules_keep_the_image(spark, tmp_path, blobs):
+    """NeMo's order, blur before QR, as a saving: QR runs on blur survivors only; a looser recipe scores just the
+    images it adds; a select reaching an unscored image refuses instead of reading a missing score as a verdict."""
+    lake, log = make_lake(spark, tmp_path / "lake", blobs), tmp_path / "qr.log"
+    qr = CountingImageQR(log=str(log))
+    nemo = Recipe.from_yaml("nemo_default")
+    done = steps.annotate(lake, [qr, ImageScores()], recipes=[nemo])  # on-demand stages run after the rest
+    assert [(a.stage, a.action) for a in done] == [("image_scores", "overwrite"), ("image_qr", "overwrite")]
+    photo, solid, code = (sha256_hex(blobs[k]) for k in ("photo", "solid", "qr"))
+    assert {r.image_id for r in lake.read("image_qr").collect()} == {photo, code}  # solid is blurry, broken undecodable
+    assert decoded(log) == 2 and "as ['nemo_default'] need" in done[1].reason
+    assert steps.stage_info(lake, "image_qr")["demand"] == ["nemo_default"]
+
+    full = steps.select(lake, nemo)
+    everything = make_lake(spark, tmp_path / "full", blobs)
+    steps.annotate(everything, [ImageScores(), ImageQR()])  # no recipe: every image scored
+    assert everything.read("image_qr").count() == 4
+    reference = steps.select(everything, nemo)
+    assert sorted(full.curated.collect()) == sorted(reference.curated.collect())
+    assert sorted(full.drops.collect()) == sorted(reference.drops.collect())
+
+    looser = Recipe("looser", "1", tuple(replace(r, predicate="sharpness >= 0") if r.name == "blur" else r
+                                         for r in nemo.rules))
+    with pytest.raises(RecipeError, match="not computed \\(1 at rule 'qrcode'\\).*annotate for this recipe first"):
+        steps.select(lake, looser)  # the solid image now reaches the QR rule, unscored
+    [again] = steps.annotate(lake, [qr], recipes=[nemo, looser])
+    assert (again.action, again.rows_added, decoded(log)) == ("append", 1, 3)  # just the solid image
+    assert [a.action for a in steps.annotate(lake, [qr], recipes=[looser])] == ["up_to_date"] and decoded(log) == 3
+    kept = steps.select(lake, looser).curated
+    assert kept.where(f"image_id = '{solid}'").count() == 1

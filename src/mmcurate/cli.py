@@ -133,7 +133,7 @@ def cmd_annotate(args) -> int:
     except (ValueError, RecipeError, MissingDependencyError, OSError) as e:
         print(f"annotate: {e}", file=sys.stderr)
         return 2
-    for done in steps.annotate(_lakehouse(args), stages):
+    for done in steps.annotate(_lakehouse(args), stages, recipes=[args.recipe] if args.recipe else []):
         print(json.dumps(done.as_dict(), sort_keys=True))
     return 0
 
@@ -385,7 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("annotate", parents=[common], help=COMMANDS["annotate"][1])
     p.add_argument("--stages", default=None, help="comma-separated stage names (default: every catalogued stage reading items, images or a stage's table)")
     p.add_argument("--config", default=None, help="YAML file with a 'stages' list of names or {stage: name, ...params}")
-    p.add_argument("--recipe", default=None, help="also run the stages this recipe's rules read")
+    p.add_argument("--recipe", default=None, help="also run the stages this recipe's rules read; on-demand stages "
+                   "(image_qr) score only the rows its earlier rules keep")
 
     p = sub.add_parser("select", parents=[common], help=COMMANDS["select"][1])
     p.add_argument("--recipe", required=True, help="packaged recipe (nemo_default, obelics) or a YAML path")

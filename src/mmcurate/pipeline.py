@@ -77,6 +77,7 @@ class Pipeline:
     materialize: Optional[dict] = None
     fetch: Optional[dict] = None  # steps.fetch arguments: table, retry_errors, options (FetchOptions)
     stages: tuple = ()  # Stage instances
+    demand: tuple = ()  # Recipes whose rules decide what on-demand stages compute: annotate's and the selects'
     selects: tuple[SelectStep, ...] = ()
     merge: Optional[dict] = None
     mix: Any = None  # Mix
@@ -185,7 +186,7 @@ class _Parser:
         mlflow["directory"] = self.path(mlflow.get("directory", "mlruns"), "mlflow.directory")
         return Pipeline(name=name, lakehouse=lakehouse, sources=sources, backend=backend,
                         spark_master=spark.get("master"), spark_conf={k: str(v) for k, v in conf.items()},
-                        materialize=materialize, fetch=fetch, stages=tuple(self.stages(data.get("annotate"), selects)),
+                        materialize=materialize, fetch=fetch, **self.annotate(data.get("annotate"), selects),
                         selects=selects, merge=merge, mix=mix, mix_chart=chart, exports=exports, views=views, mlflow=mlflow,
                         description=str(data.get("description", "")), config=data)
 
@@ -221,9 +222,10 @@ class _Parser:
             self.fail("fetch", str(e))
         return {"table": table, "retry_errors": retry, "options": options}
 
-    def stages(self, raw: Any, selects: tuple[SelectStep, ...]) -> list:
-        """The annotate stages: `stages:` as given (models, and what a mix reads), plus what `recipes:` (default:
-        the selects' recipes) read; one per name, in catalogue order."""
+    def annotate(self, raw: Any, selects: tuple[SelectStep, ...]) -> dict:
+        """The annotate stages (`stages`): `stages:` as given (models, and what a mix reads), plus what `recipes:`
+        (default: the selects' recipes) read, one per name, in catalogue order; and the recipes on-demand stages
+        compute for (`demand`): those and the selects'."""
         from mmcurate import steps
         from mmcurate.annotate import STAGES, build_stage
         from mmcurate.select import Recipe, RecipeError
@@ -238,18 +240,22 @@ class _Parser:
         recipes = raw.get("recipes")
         if recipes is None:
             recipes = [s.recipe for s in selects]
-        wanted = list(configured)
+        wanted, demand = list(configured), {}
         for i, recipe in enumerate(self.typed(recipes, "annotate.recipes", list, "a list of recipe names or paths")):
             try:
                 recipe = recipe if isinstance(recipe, Recipe) else Recipe.from_yaml(recipe)
                 wanted += steps.stages_for(recipe, configured=configured)
             except RecipeError as e:
                 self.fail(f"annotate.recipes[{i}]", str(e))
+            demand.setdefault(recipe.name, recipe)
+        for selected in selects:
+            demand.setdefault(selected.recipe.name, selected.recipe)
         unique = {}
         for stage in wanted:
             unique.setdefault(stage.name, stage)
         order = list(STAGES)
-        return sorted(unique.values(), key=lambda s: order.index(s.name) if s.name in order else len(order))
+        stages = sorted(unique.values(), key=lambda s: order.index(s.name) if s.name in order else len(order))
+        return {"stages": tuple(stages), "demand": tuple(demand.values())}
 
     def select(self, raw: Any, key: str) -> SelectStep:
         from mmcurate.select import Recipe, RecipeError

@@ -56,7 +56,7 @@ def run_pipeline(pipeline, spark=None, on_step: Optional[StepCallback] = None,
         if pipeline.fetch is not None:
             step("fetch", lambda: steps.fetch(lake, **pipeline.fetch))
         if pipeline.stages:
-            step("annotate", lambda: _annotate(lake, pipeline.stages))
+            step("annotate", lambda: _annotate(lake, pipeline.stages, pipeline.demand))
         if pipeline.merge is not None:
             step("merge", lambda: steps.merge_image_duplicates(lake, **pipeline.merge))
         for selected in pipeline.selects:
@@ -73,8 +73,8 @@ def run_pipeline(pipeline, spark=None, on_step: Optional[StepCallback] = None,
     return report
 
 
-def _annotate(lake: Lakehouse, stages) -> dict:
-    done = steps.annotate(lake, stages)
+def _annotate(lake: Lakehouse, stages, recipes) -> dict:
+    done = steps.annotate(lake, stages, recipes)
     return {"stages": {a.stage: {"action": a.action, "rows_added": a.rows_added} for a in done}}
 
 

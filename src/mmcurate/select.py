@@ -35,6 +35,7 @@ VALID_ITEM = "valid_item"
 EMPTY_AFTER_FILTERING = "empty_after_filtering"
 PREDICATE_FALSE = "predicate_false"
 PREDICATE_NULL = "predicate_null"
+NOT_COMPUTED = "not_computed"
 _RESERVED_NAMES = frozenset({VALID_ITEM, EMPTY_AFTER_FILTERING, "total"})
 
 DROPS = T.StructType(
@@ -138,11 +139,16 @@ def column_words(expression: str) -> set[str]:
 
 @dataclass(frozen=True)
 class SignalTable:
-    """A table rules can read: its `name`, the `key` it is unique on, and its rows (`df`)."""
+    """A table rules can read: its `name`, the `key` it is unique on, and its rows (`df`).
+
+    on_demand: written by an on-demand stage (`Stage.on_demand`), so a key without a row was not computed: an
+    item rule reaching such a key drops it with reason `not_computed`, never as a NULL score.
+    """
 
     name: str
     key: tuple[str, ...]
     df: DataFrame
+    on_demand: bool = False
 
 
 def _lexical_problem(predicate: str) -> Optional[str]:
@@ -295,7 +301,7 @@ class Recipe:
         """Validate, then evaluate every rule once per row and derive curated items, the ledger and the summary."""
         plan = self.plan(items, tables)
         self._validate(items, plan)
-        checks = self._checks()
+        checks = self._checks(plan)
         flagged = self._item_verdicts(items, plan)
         sample_rules = [(i, r) for i, r in enumerate(self.rules) if r.level == "sample"]
         if sample_rules:
@@ -306,12 +312,34 @@ class Recipe:
                 require_columns(items, {"text_content": "string"}, where="kept counts (kept_words)")
             columns = flagged.columns
             frame = _with_sample_columns(flagged, plan["sample"], _kept_columns() if uses_kept else [])
-            flagged = frame.select(*columns, *_rule_columns(sample_rules))
+            flagged = frame.select(*columns, *_rule_columns(sample_rules, plan))
         flagged = _with_orphans(_with_first_failure(flagged, checks, _DROP), len(checks))
         kept = flagged.where(F.col(_DROP).isNull()).select(
             *[(F.col(_SID) if c == "sample_id" else F.col(_ITEM).getField(c)).alias(c) for c in items.columns]
         )
         return Selection(renumber_positions(kept), self._ledger(flagged), _summary(flagged, checks), flagged)
+
+    def reaching(self, items: DataFrame, tables: Iterable[SignalTable], columns: Iterable[str]) -> Optional[DataFrame]:
+        """The items that reach the first rule reading one of `columns`: those of its level (image or text) that
+        item validity and every earlier rule of that level keep. These are the rows that need the columns' values.
+
+        None when no rule reads them, or a sample rule does (a sample rule sees every item of its samples).
+        The earlier rules' tables must exist; an on-demand table among them must cover what reaches its rules.
+        """
+        wanted = {c.lower() for c in columns}
+        readers = [(i, rule) for i, rule in enumerate(self.rules) if rule.columns() & wanted]
+        if not readers or any(rule.level == "sample" for _, rule in readers):
+            return None
+        reached = []
+        for level in sorted({rule.level for _, rule in readers}):
+            first = min(i for i, rule in readers if rule.level == level)
+            earlier = Recipe(self.name, self.version, tuple(r for r in self.rules[:first] if r.level == level),
+                             drop_invalid_rows=self.drop_invalid_rows)
+            rows = items.where(is_modality(level))
+            plan = earlier.plan(rows, tables)
+            flagged = _with_first_failure(earlier._item_verdicts(rows, plan), earlier._checks(plan), _DROP)
+            reached.append(flagged.where(F.col(_DROP).isNull()).select(f"{_ITEM}.*"))
+        return reduce(DataFrame.unionByName, reached)
 
     def _item_verdicts(self, items: DataFrame, plan: dict) -> DataFrame:
         """Items as a `_sel_item` struct plus `_sel_r<i>` (verdict) and `_sel_d<i>` (detail) per item rule."""
@@ -320,21 +348,23 @@ class Recipe:
         for level in ("image", "text"):
             rules = [(i, r) for i, r in indexed if r.level == level]
             if rules:
-                parts.append(_item_frame(items, level, plan[level]).select(_ITEM, _SID, *_rule_columns(rules)))
+                parts.append(_item_frame(items, level, plan[level]).select(_ITEM, _SID, *_rule_columns(rules, plan)))
                 rest = rest.where(~is_modality(level))
         parts.append(rest.select(*_item_columns(rest)))
         return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), parts)
 
-    def _checks(self) -> list[tuple[str, str, Column, Column, Column]]:
-        """(name, level, applies, result, detail) in ledger order: item validity, then the rules in recipe order."""
+    def _checks(self, plan: dict) -> list[tuple[str, str, Column, Column, Column, Column]]:
+        """(name, level, applies, result, detail, computed) in ledger order: item validity, then the rules in
+        recipe order. `computed` is false where a rule reads an on-demand table that has no row for the item."""
         modality, position = F.col(f"{_ITEM}.modality"), F.col(f"{_ITEM}.position")
         invalid = F.concat_ws(" at position ", F.coalesce(modality, F.lit("null")), position.cast("string"))
-        checks = [(VALID_ITEM, "item", F.lit(True), valid_item(position, modality), invalid)] \
+        checks = [(VALID_ITEM, "item", F.lit(True), valid_item(position, modality), invalid, F.lit(True))] \
             if self.drop_invalid_rows else []
         for i, rule in enumerate(self.rules):
             applies = F.lit(True) if rule.level == "sample" else is_modality(rule.level, modality)
             detail = F.col(f"_sel_d{i}") if rule.detail else F.lit(None).cast("string")
-            checks.append((rule.name, rule.level, applies, F.col(f"_sel_r{i}"), detail))
+            computed = F.col(f"_sel_c{i}") if _on_demand_reads(rule, plan) else F.lit(True)
+            checks.append((rule.name, rule.level, applies, F.col(f"_sel_r{i}"), detail, computed))
         return checks
 
     def _ledger(self, flagged: DataFrame) -> DataFrame:
@@ -400,12 +430,23 @@ def _missing_column_hint(rule: Rule, word: str) -> None:
 
 def _item_frame(items: DataFrame, level: str, planned: list[tuple[SignalTable, list[str]]]) -> DataFrame:
     """The level's items (their columns, and the whole item as `_sel_item`) left-joined with the planned columns of
-    each table on its key. Tables are unique on their key, as the annotate stages make them."""
+    each table on its key (an on-demand table also with `_sel_has_<name>`, true where it has the row). Tables are
+    unique on their key, as the annotate stages make them."""
     rows = items.where(is_modality(level))
     frame = rows.select(*_item_columns(rows), *[F.col(f"`{c}`") for c in rows.columns])
     for table, columns in planned:
-        frame = frame.join(_nan_as_null(table.df.select(*table.key, *columns)), list(table.key), "left")
+        present = [F.lit(True).alias(f"_sel_has_{table.name}")] if table.on_demand else []
+        frame = frame.join(_nan_as_null(table.df.select(*table.key, *columns)).select("*", *present),
+                           list(table.key), "left")
     return frame
+
+
+def _on_demand_reads(rule: Rule, plan: dict) -> list[str]:
+    """The on-demand tables an item rule reads columns of (sample rules: none, their stages are never narrowed)."""
+    if rule.level == "sample":
+        return []
+    words = rule.columns()
+    return [t.name for t, columns in plan[rule.level] if t.on_demand and {c.lower() for c in columns} & words]
 
 
 def _with_sample_columns(frame: DataFrame, planned: list[tuple[SignalTable, list[str]]], extra: list[Column]) -> DataFrame:
@@ -428,13 +469,18 @@ def _kept_columns() -> list[Column]:
             (images / F.greatest(words, F.lit(1))).alias("kept_image_text_ratio")]
 
 
-def _rule_columns(rules: list[tuple[int, Rule]]) -> list[Column]:
-    """`_sel_r<i>` (the predicate) and, for rules with one, `_sel_d<i>` (the detail as a string)."""
+def _rule_columns(rules: list[tuple[int, Rule]], plan: dict) -> list[Column]:
+    """`_sel_r<i>` (the predicate), for rules with one `_sel_d<i>` (the detail as a string), and for rules reading
+    on-demand tables `_sel_c<i>` (every such table has the item's row)."""
     columns = []
     for i, rule in rules:
         columns.append(F.expr(rule.predicate).alias(f"_sel_r{i}"))
         if rule.detail:
             columns.append(F.expr(rule.detail).cast("string").alias(f"_sel_d{i}"))
+        tables = _on_demand_reads(rule, plan)
+        if tables:
+            present = [F.col(f"_sel_has_{name}").isNotNull() for name in tables]
+            columns.append(reduce(lambda a, b: a & b, present).alias(f"_sel_c{i}"))
     return columns
 
 
@@ -478,8 +524,9 @@ def _check_rule(rule: Rule, table: DataFrame) -> None:
 def _with_first_failure(flagged: DataFrame, checks, column: str) -> DataFrame:
     """Add `column` = (index, rule, reason, detail) of the first check in order that applies and is not TRUE."""
     failures = []
-    for index, (name, _, applies, result, detail) in enumerate(checks):
-        reason = F.when(result.isNull(), F.lit(PREDICATE_NULL)).otherwise(F.lit(PREDICATE_FALSE))
+    for index, (name, _, applies, result, detail, computed) in enumerate(checks):
+        reason = F.when(~computed, F.lit(NOT_COMPUTED)).when(result.isNull(), F.lit(PREDICATE_NULL)) \
+            .otherwise(F.lit(PREDICATE_FALSE))
         verdict = F.struct(F.lit(index).alias("index"), F.lit(name).alias("rule"), reason.alias("reason"),
                            detail.alias("detail"))
         failures.append(F.when(_fails(applies, result), verdict))
@@ -505,9 +552,10 @@ def _summary(flagged: DataFrame, checks) -> DataFrame:
     """Per check, in ledger order: rows `evaluated` (applies, not dropped by an earlier check), `dropped` (ledger rows
     naming it), `kept` and `failed` (rows it fails whatever the order); then the total. evaluated = dropped + kept."""
     index = F.col(f"{_DROP}.index")
-    orphan_check = (EMPTY_AFTER_FILTERING, "sample", F.lit(True), F.coalesce(index != len(checks), F.lit(True)), None)
+    orphan_check = (EMPTY_AFTER_FILTERING, "sample", F.lit(True), F.coalesce(index != len(checks), F.lit(True)), None,
+                    None)
     rows = []
-    for i, (name, level, applies, result, _) in enumerate(checks + [orphan_check]):
+    for i, (name, level, applies, result, _, _) in enumerate(checks + [orphan_check]):
         rows.append(F.struct(
             F.lit(i).alias("order"), F.lit(name).alias("rule"), F.lit(level).alias("level"),
             F.count_if(applies & (index.isNull() | (index >= i))).alias("evaluated"),

@@ -72,6 +72,9 @@ class Stage:
     `joins` names further lakehouse tables `compute` reads (passed as keyword arguments by table name).
     `operational` names parameters that change how a stage runs but not its values (batch sizes,
     devices, threads): they stay out of the fingerprint, so tuning them never recomputes a table.
+    on_demand=True: an expensive stage whose rows a recipe needs only where its earlier rules keep the row
+    (QR after blur, a model score after the cheap heuristics): given recipes, the annotate step computes
+    only those rows, and a key without a row is "not computed", which select refuses to read as a score.
     """
 
     name: ClassVar[str]
@@ -82,6 +85,7 @@ class Stage:
     reads: ClassVar[Mapping[str, str]]
     schema: ClassVar[T.StructType]
     incremental: ClassVar[bool] = True
+    on_demand: ClassVar[bool] = False
     joins: ClassVar[tuple[str, ...]] = ()
     increment_by: ClassVar[tuple[str, ...] | None] = None
     operational: ClassVar[tuple[str, ...]] = ()
@@ -113,7 +117,8 @@ class Stage:
     def describe(self) -> dict[str, Any]:
         """What the commit info records about this stage."""
         return {"stage": self.name, "version": self.version, "params": self.params, "key": list(self.key),
-                "fingerprint": self.fingerprint, "resources": dataclasses.asdict(self.resources)}
+                "fingerprint": self.fingerprint, "resources": dataclasses.asdict(self.resources),
+                "on_demand": self.on_demand}
 
     @classmethod
     def needs_parameters(cls) -> tuple[str, ...]:

@@ -3,7 +3,7 @@
 Jobs, the CLI, notebooks and tests call these; stages and recipes stay pure DataFrame code.
 
 >>> steps.ingest(lake, "s3://bucket/mint/", "webdataset", app_id="ingest", app_version=1)
->>> steps.annotate(lake, steps.stages_for("nemo_default"))      # incremental: only what is new
+>>> steps.annotate(lake, steps.stages_for("nemo_default"), recipes=["nemo_default"])  # only what is new and needed
 >>> selection = steps.select(lake, "nemo_default")              # reads tables, computes nothing
 >>> steps.export(lake, "s3://bucket/train-wds", shard_bytes=10**9)
 >>> steps.view(lake, "view.html", rule="blur")                   # kept vs dropped documents, one HTML page
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from functools import reduce
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence, Union
@@ -29,8 +30,8 @@ from mmcurate.mixing import Mix, MixError
 from mmcurate.mixing.plan import mixed_items, plan_mix
 from mmcurate.mixing.report import mix_report, plot_report
 from mmcurate.schema import require_columns
-from mmcurate.select import (EMPTY_AFTER_FILTERING, LEVEL_KEYS, VALID_ITEM, Recipe, RecipeError, Selection, SignalTable,
-                             packaged_recipes)
+from mmcurate.select import (EMPTY_AFTER_FILTERING, LEVEL_KEYS, NOT_COMPUTED, VALID_ITEM, Recipe, RecipeError, Selection,
+                             SignalTable, packaged_recipes)
 from mmcurate.spark import session_conf
 from mmcurate.stage import Stage
 from mmcurate.viewer import View, ViewerError, ViewInputs, render_view
@@ -208,8 +209,14 @@ def rebuilt_at(lake: Lakehouse, table: str) -> Optional[int]:
     return None
 
 
-def annotate(lake: Lakehouse, stages: Iterable[StageSpec]) -> list[Annotated]:
+def annotate(lake: Lakehouse, stages: Iterable[StageSpec], recipes: Iterable[Union[Recipe, str]] = ()) -> list[Annotated]:
     """Run each stage on the keys its table lacks, and append their rows in one idempotent commit per stage.
+
+    recipes: the recipes the tables are for. An on-demand stage (`Stage.on_demand`: QR detection, a model score)
+    then computes only the rows these recipes' earlier rules keep (`Recipe.reaching`), after the stages those
+    rules read; rows no recipe needs are left without a row ("not computed"), and a later, looser recipe
+    computes just the rows it adds. Without recipes, or when a recipe reads the stage at sample level, or
+    another stage reads its table, it computes every row.
 
     A table written by another version or other parameters of the stage is rebuilt from scratch
     (its rows would not be comparable); otherwise only input rows whose key has no row yet are
@@ -222,8 +229,8 @@ def annotate(lake: Lakehouse, stages: Iterable[StageSpec]) -> list[Annotated]:
     and resources, and the input version it read.
     """
     done = []
-    for spec in stages:
-        stage = spec if isinstance(spec, Stage) else build_stage(spec)
+    recipes = [r if isinstance(r, Recipe) else Recipe.from_yaml(r) for r in recipes]
+    for stage in _demand_order([spec if isinstance(spec, Stage) else build_stage(spec) for spec in stages]):
         if not lake.exists(stage.input):
             maker = f" (run the stage {stage.input!r} first)" if stage.input in STAGES else ""
             raise ValueError(f"stage {stage.name!r} reads table {stage.input!r}, which the lakehouse lacks{maker}")
@@ -261,16 +268,21 @@ def annotate(lake: Lakehouse, stages: Iterable[StageSpec]) -> list[Annotated]:
             todo = source
         else:
             action, reason, todo = "overwrite", "new table", source
+        needed, demand = _demanded(lake, stage, recipes)
+        if needed is not None:
+            todo, reason = todo.join(needed, list(stage.key), "left_semi"), f"{reason}, as {demand} need"
         if action == "append" and todo.select(*key).isEmpty():
             done.append(Annotated(stage.name, stage.table, "up_to_date", 0, lake.version(stage.table),
                                   "every key already has a row"))
             continue
         info = {"step": "annotate", **stage.describe(), "input": stage.input, "input_version": input_version,
-                "joins": join_versions, "upstream": upstream, "action": action}
+                "joins": join_versions, "upstream": upstream, "action": action, "demand": demand}
         # Idempotent commits: an append is keyed by the input versions it covers (a rerun over the same inputs,
         # or rows that give no output, commits nothing); a rebuild by the table version it replaces (so going
         # back to earlier parameters rebuilds again, and a concurrent twin of this run is skipped).
-        if action == "append":
+        if action == "append" and needed is not None:  # the same inputs, a looser recipe: more rows to add
+            app_id, app_version = "demand", lake.version(stage.table) + 1
+        elif action == "append":
             app_id, app_version = "append", input_version + sum(join_versions.values())
         else:
             app_id, app_version = "rebuild", lake.version(stage.table) + 1 if lake.exists(stage.table) else 0
@@ -282,6 +294,39 @@ def annotate(lake: Lakehouse, stages: Iterable[StageSpec]) -> list[Annotated]:
             action, reason = "up_to_date", written.reason or "already committed"
         done.append(Annotated(stage.name, stage.table, action, written.rows_added or 0, written.version, reason))
     return done
+
+
+def _demand_order(stages: list[Stage]) -> list[Stage]:
+    """`stages` in their order, but on-demand ones (and stages reading their tables) last: the recipe rules that
+    narrow an on-demand stage read the other stages' tables."""
+    late = {s.table for s in stages if s.on_demand}
+    for stage in stages:  # inputs come first, so one pass finds what reads a late table
+        if {stage.input, *stage.joins} & late:
+            late.add(stage.table)
+    return [s for s in stages if s.table not in late] + [s for s in stages if s.table in late]
+
+
+def _demanded(lake: Lakehouse, stage: Stage, recipes: list[Recipe]) -> tuple[Optional[DataFrame], Optional[list]]:
+    """The keys an on-demand `stage` must compute for `recipes` (what reaches their first rule reading it) and the
+    recipes that need it; (None, None) when it computes every row (see `annotate`)."""
+    readers = [s.name for s in STAGES.values() if stage.table in (s.input, *s.joins)]
+    if not stage.on_demand or not recipes or readers:
+        return None, None
+    items = lake.read("items")
+    if not set(stage.key) <= set(items.columns):
+        return None, None
+    columns = {f.name.lower() for f in stage.schema.fields} - {k.lower() for k in stage.key}
+    needed, names = [], []
+    for recipe in recipes:
+        reached = recipe.reaching(items, signal_tables(lake, recipe), columns)
+        if reached is None and any(rule.columns() & columns for rule in recipe.rules):
+            return None, None  # a sample rule reads it: every row
+        if reached is not None:
+            needed.append(reached.select(*stage.key))
+            names.append(recipe.name)
+    if not needed:  # asked for by name, read by none of these recipes: every row
+        return None, None
+    return reduce(DataFrame.unionByName, needed).distinct(), names
 
 
 def stages_for(recipe: Union[Recipe, str], configured: Iterable[Stage] = ()) -> list[Stage]:
@@ -326,7 +371,7 @@ def signal_tables(lake: Lakehouse, recipe: Optional[Union[Recipe, Mix]] = None) 
         info = stage_info(lake, name) if name not in named else None
         key = named.get(name) or (info or {}).get("key")
         if key:
-            found.append(SignalTable(name, tuple(key), lake.read(name)))
+            found.append(SignalTable(name, tuple(key), lake.read(name), on_demand=bool((info or {}).get("on_demand"))))
     return found
 
 
@@ -344,6 +389,7 @@ def select(lake: Lakehouse, recipe: Union[Recipe, str], curated_table: str = "cu
     info = _select_info(lake, recipe, items, tables)
     selection = recipe.apply(items, tables).persist()
     try:
+        _refuse_not_computed(recipe, selection)
         lake.write(selection.curated, curated_table, mode="overwrite", commit_info=info)
         lake.write(selection.drops, "drops", mode="overwrite", replace_where={"recipe": recipe.name}, commit_info=info)
         summary = lake.spark.createDataFrame(selection.summary.collect(), selection.summary.schema)
@@ -351,6 +397,16 @@ def select(lake: Lakehouse, recipe: Union[Recipe, str], curated_table: str = "cu
         selection.unpersist()
     drops = lake.read("drops").where(F.col("recipe") == recipe.name)
     return replace(selection, curated=lake.read(curated_table), drops=drops, summary=summary)
+
+
+def _refuse_not_computed(recipe: Recipe, selection: Selection) -> None:
+    """Raise when a rule reached items whose on-demand score was never computed: that is no verdict to record."""
+    missing = selection.drops.where(F.col("reason") == NOT_COMPUTED).groupBy("rule").count().collect()
+    if missing:
+        counts = ", ".join(f"{r['count']} at rule {r['rule']!r}" for r in missing)
+        raise RecipeError(
+            f"recipe {recipe.name!r} reaches items whose on-demand scores were not computed ({counts}): annotate "
+            f"for this recipe first (steps.annotate(..., recipes=[{recipe.name!r}]) or mmcurate annotate --recipe)")
 
 
 def _select_info(lake: Lakehouse, recipe: Recipe, items: DataFrame, tables: list[SignalTable]) -> dict:

@@ -1,10 +1,11 @@
-"""ImageScores on real photos, a solid colour, a QR code and bad bytes: the Spark table equals image_signals per image."""
+"""ImageScores and ImageQR on real photos, a solid colour, a QR code and bad bytes: the Spark tables equal
+image_signals and qr_signals per image."""
 
 import pytest
 from chispa import assert_df_equality
 
-from mmcurate.annotate.image_scores import IMAGE_SCORES, ImageScores
-from mmcurate.annotate.image_signals import image_signals
+from mmcurate.annotate.image_scores import IMAGE_QR, IMAGE_SCORES, ImageQR, ImageScores
+from mmcurate.annotate.image_signals import image_signals, qr_signals
 from mmcurate.images import sha256_hex
 from mmcurate.schema import SchemaError
 
@@ -28,16 +29,18 @@ def images(spark, blobs):
     return spark.createDataFrame(rows, "image_id string, binary_content binary")
 
 
-def expected_row(image_id: str, data: bytes) -> tuple:
-    signals = image_signals(data)
-    return (image_id, *(signals[f.name] for f in IMAGE_SCORES.fields[1:]))
+def expected_row(image_id: str, data: bytes, signals=image_signals, schema=IMAGE_SCORES) -> tuple:
+    values = signals(data)
+    return (image_id, *(values[f.name] for f in schema.fields[1:]))
 
 
-def test_scores_equal_image_signals_for_every_image(spark, images, blobs):
-    scores = images.transform(ImageScores())
+@pytest.mark.parametrize("stage, signals, schema", [(ImageScores(), image_signals, IMAGE_SCORES),
+                                                    (ImageQR(), qr_signals, IMAGE_QR)])
+def test_scores_equal_the_signal_functions_for_every_image(spark, images, blobs, stage, signals, schema):
+    scores = images.transform(stage)
     expected = spark.createDataFrame(
-        [expected_row(sha256_hex(data), data) for data in blobs.values()] + [expected_row("0" * 64, b"")], IMAGE_SCORES
-    )
+        [expected_row(sha256_hex(data), data, signals, schema) for data in blobs.values()]
+        + [expected_row("0" * 64, b"", signals, schema)], schema)
     assert_df_equality(scores, expected, ignore_row_order=True, ignore_nullable=True)
     plan = scores._jdf.queryExecution().executedPlan().toString()
     assert plan.count("ArrowEvalPython") == 1  # one UDF pass per image, however many signals
@@ -45,14 +48,16 @@ def test_scores_equal_image_signals_for_every_image(spark, images, blobs):
 
 def test_signals_separate_the_images_the_recipes_care_about(images, blobs):
     by_id = {r.image_id: r for r in images.transform(ImageScores()).collect()}
+    qr_by_id = {r.image_id: r.qr_area_ratio for r in images.transform(ImageQR()).collect()}
     photo, solid, qr = (by_id[sha256_hex(blobs[k])] for k in ("photo", "solid", "qr"))
-    assert photo.decode_ok and photo.sharpness > 100 and photo.qr_area_ratio == 0.0
+    assert photo.decode_ok and photo.sharpness > 100 and qr_by_id[photo.image_id] == 0.0
     assert (photo.format, photo.width, photo.height, photo.aspect_ratio) == ("JPEG", 512, 512, 1.0)
     assert solid.sharpness == 0.0 and solid.aspect_ratio == 64 / 48
-    assert qr.qr_area_ratio > 0.05
+    assert qr_by_id[qr.image_id] > 0.05
     for bad, error in (("truncated", "decode_error"), ("garbage", "not_an_image")):  # OpenCV refuses the cut JPEG
         row = by_id[sha256_hex(blobs[bad])]
-        assert (row.decode_ok, row.error, row.sharpness, row.qr_area_ratio, row.phash) == (False, error, None, None, None)
+        assert (row.decode_ok, row.error, row.sharpness, row.phash, qr_by_id[row.image_id]) == (False, error, None, None,
+                                                                                                None)
     missing = by_id["0" * 64]
     assert (missing.decode_ok, missing.error, missing.n_bytes) == (False, "empty", 0)
 
@@ -72,6 +77,7 @@ def test_small_arrow_batches_give_the_same_scores(spark, images):
 
 def test_declares_what_it_reads_and_fails_fast(spark):
     assert ImageScores.reads == {"image_id": "string", "binary_content": "binary"}
-    assert ImageScores.schema == IMAGE_SCORES and ImageScores.key == ("image_id",)
+    assert ImageScores.schema == IMAGE_SCORES and ImageScores.key == ImageQR.key == ("image_id",)
+    assert ImageQR.on_demand and not ImageScores.on_demand
     with pytest.raises(SchemaError, match="missing columns: binary_content"):
         ImageScores()(spark.createDataFrame([("x",)], "image_id string"))

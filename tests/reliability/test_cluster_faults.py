@@ -280,7 +280,7 @@ def test_a_select_while_an_ingest_commits_reads_one_consistent_version(spark, te
     shards = sorted(str(p) for p in (test_data / "wds_mint").glob("*.tar"))
     lake = Lakehouse.open(spark, str(tmp_path / "lake"), backend="embedded")
     steps.ingest(lake, shards[0], "webdataset")
-    steps.annotate(lake, steps.stages_for("nemo_default"))
+    steps.annotate(lake, steps.stages_for("nemo_default"), recipes=["nemo_default"])
     script = tmp_path / "ingest.py"
     script.write_text(INGEST_ONE)
     job = subprocess.Popen([sys.executable, str(script), str(tmp_path / "lake"), shards[1]],

@@ -11,7 +11,7 @@ from mmcurate.annotate.alignment import ImageAlignment, PairScores
 from mmcurate.annotate.clusters import Clusters, ClusterSummary
 from mmcurate.annotate.embeddings import ImageEmbeddings, SampleEmbeddings, TextEmbeddings
 from mmcurate.annotate.heads import AestheticScores, NsfwScores
-from mmcurate.annotate.image_scores import ImageScores
+from mmcurate.annotate.image_scores import ImageQR, ImageScores
 from mmcurate.annotate.perplexity import DocumentPerplexity, TextPerplexity
 from mmcurate.annotate.quality import QualityScores
 from mmcurate.annotate.rewrite import Rewrites
@@ -36,7 +36,7 @@ from mmcurate.dedup.semantic import SemanticDuplicates
 from mmcurate.stage import Stage
 
 STAGES: dict[str, type[Stage]] = {cls.name: cls for cls in (
-    ImageScores, SampleCounts, DocumentScores, ParagraphScores, WebQualityScores, ParagraphWebQualityScores,
+    ImageScores, ImageQR, SampleCounts, DocumentScores, ParagraphScores, WebQualityScores, ParagraphWebQualityScores,
     ImageCopies, SampleImageDuplicates, DocumentDuplicates, ParagraphDuplicates, DocumentParagraphDuplicates,
     NearDuplicateDocuments, NearDuplicateImages,
     ImageEmbeddings, TextEmbeddings, SampleEmbeddings, SemanticDuplicates, Clusters, ClusterSummary,

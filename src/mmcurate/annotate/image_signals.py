@@ -48,8 +48,9 @@ def hamming(a: int, b: int) -> int:
 
 
 def image_signals(data: bytes, max_pixels: int = MAX_PIXELS) -> dict:
-    """All signals for one image's bytes: read the header, decode pixels once with OpenCV (as NeMo Curator
-    does; `decode_ok` is OpenCV's verdict), score that array (scores None if undecodable)."""
+    """The cheap signals of one image's bytes: read the header, decode pixels once with OpenCV (as NeMo Curator
+    does; `decode_ok` is OpenCV's verdict), score that array (scores None if undecodable). QR detection, ten
+    times their cost, is `qr_signals`, scored on demand."""
     info = probe(data, max_pixels, verify=False)
     rgb = decode_rgb(data, max_pixels) if info.error is None else None
     error = info.error or (None if rgb is not None else "decode_error")
@@ -63,6 +64,12 @@ def image_signals(data: bytes, max_pixels: int = MAX_PIXELS) -> dict:
         "aspect_ratio": info.width / info.height if info.width and info.height else None,
         "n_bytes": len(data),
         "sharpness": sharpness(rgb) if rgb is not None else None,
-        "qr_area_ratio": qr_area_ratio(rgb) if rgb is not None else None,
         "phash": phash64(rgb) if rgb is not None else None,
     }
+
+
+def qr_signals(data: bytes, max_pixels: int = MAX_PIXELS) -> dict:
+    """The QR signal of one image's bytes: OpenCV's decode as in `image_signals`, then `qr_area_ratio` (None if
+    the bytes do not decode)."""
+    rgb = decode_rgb(data, max_pixels)
+    return {"qr_area_ratio": qr_area_ratio(rgb) if rgb is not None else None}
