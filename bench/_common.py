@@ -1,12 +1,15 @@
 """Shared helpers of the benchmark scripts: timing and ratio reporting in one run."""
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import shutil
 import statistics
+import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator, Optional
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -67,3 +70,20 @@ def write_nemo_default_config(work: Path, shards: Path, name: str, samples_per_s
         "export": [{"out": str(work / "wds"), "options": {"samples_per_shard": samples_per_shard}}],
         "mlflow": {"enabled": False}}))
     return config
+
+
+@contextlib.contextmanager
+def work_dir(prefix: str, path: Optional[str] = None, keep: bool = False) -> Iterator[Path]:
+    """The benchmark's folder for input, outputs and logs: path (absent or empty) or a fresh temp dir; removed at the
+    end unless keep, so a failed run can be looked at with --keep."""
+    work = Path(path or tempfile.mkdtemp(prefix=prefix))
+    if work.exists() and any(work.iterdir()):
+        raise SystemExit(f"{work} is not empty")
+    print(f"work dir {work}")
+    try:
+        yield work
+    finally:
+        if keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)

@@ -26,18 +26,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(__file__))
 from ingest import write_shards  # noqa: E402
-from _common import ratio_bounds, run  # noqa: E402
+from _common import ratio_bounds, run, work_dir  # noqa: E402
 from _data import add_member, compare, read_output  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -100,9 +98,7 @@ def main() -> None:
     assert [r.name for r in recipe.rules] == ["decodable", "blur", "qrcode", "image_text_ratio"], recipe.rules
     lo, hi = ratio_bounds(recipe)
 
-    work = Path(tempfile.mkdtemp(prefix="mmcurate-vs-nemo-"))
-    print(f"work dir {work}")
-    try:
+    with work_dir("mmcurate-vs-nemo-", keep=args.keep) as work:
         in_dir = work / "in"
         in_dir.mkdir()
         write_shards(in_dir, args.samples, args.shards)
@@ -168,11 +164,6 @@ def main() -> None:
             "speed_ratio": round(ours_rate / nemo_rate, 2), "identical": one["identical"],
             "diffs": len(one["only_expected"]) + len(one["only_actual"]) + len(one["differing"]),
         }))
-    finally:
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
