@@ -11,7 +11,6 @@ and unique images as Parquet with pyarrow. Prints seconds and the ratio (goal <=
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import shutil
@@ -23,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import report, timed, run  # noqa: E402
+from _data import add_member  # noqa: E402
 
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
@@ -59,16 +59,10 @@ def write_shards(out: Path, samples: int, shards: int) -> None:
         new = {**record, "sample_id": key, "images": [renamed.get(m) if m else None for m in record["images"]]}
         tar = tars[n % shards]
         for old, member in renamed.items():
-            _add(tar, member, images[old])
-        _add(tar, f"{key}.json", json.dumps(new).encode())
+            add_member(tar, member, images[old])
+        add_member(tar, f"{key}.json", json.dumps(new).encode())
     for tar in tars:
         tar.close()
-
-
-def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    tar.addfile(info, io.BytesIO(data))
 
 
 def bare_shard(args: tuple[str, str]) -> int:

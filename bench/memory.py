@@ -25,21 +25,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
-
-def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    tar.addfile(info, io.BytesIO(data))
-
-
-def noise_jpeg(seed: int, side: int = 700) -> bytes:
-    pixels = np.random.default_rng(seed).integers(0, 256, (side, side, 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "JPEG", quality=95)
-    return buffer.getvalue()
+sys.path.insert(0, os.path.dirname(__file__))
+from _common import write_nemo_default_config  # noqa: E402
+from _data import add_member, noise_jpeg, write_samples  # noqa: E402
 
 
 def write_big_shard(path: Path, target_bytes: int) -> int:
@@ -54,13 +44,13 @@ def write_big_shard(path: Path, target_bytes: int) -> int:
             for i in range(10):
                 data = bases[(n + i) % len(bases)] + f"{key}-{i}".encode()
                 member = f"{key}.{2 * i + 1}.jpg"
-                _add(tar, member, data)
+                add_member(tar, member, data)
                 images.append(member)
                 written += len(data)
             texts = [f"paragraph {i} of {key}" for i in range(10)]
             record = {"sample_id": key, "texts": [t for pair in zip(texts, [None] * 10) for t in pair],
                       "images": [m for pair in zip([None] * 10, images) for m in pair]}
-            _add(tar, f"{key}.json", json.dumps(record).encode())
+            add_member(tar, f"{key}.json", json.dumps(record).encode())
             n += 1
     return n
 
@@ -72,40 +62,10 @@ def write_many_images_doc(path: Path, n_images: int = 10_000) -> None:
             buffer = io.BytesIO()
             Image.new("RGB", (8, 8), (i % 256, (i // 256) % 256, 3)).save(buffer, "PNG")
             name = f"many.{i}.png"
-            _add(tar, name, buffer.getvalue())
+            add_member(tar, name, buffer.getvalue())
             members.append(name)
         record = {"sample_id": "many", "texts": [None] * n_images + ["one caption"], "images": members + [None]}
-        _add(tar, "many.json", json.dumps(record).encode())
-
-
-def write_samples(folder: Path, n_samples: int, per_shard: int = 5000) -> int:
-    """n_samples MINT-style documents (two paragraphs, one or two small photos-like JPEGs, every image's bytes
-    distinct) in shards of per_shard samples; returns the number of images."""
-    rng = np.random.default_rng(0)
-    bases = []
-    for seed in range(16):
-        pixels = np.random.default_rng(seed).integers(0, 256, (96, 128, 3), dtype=np.uint8)
-        buffer = io.BytesIO()
-        Image.fromarray(pixels).save(buffer, "JPEG", quality=80)
-        bases.append(buffer.getvalue())
-    images = 0
-    for shard in range(0, n_samples, per_shard):
-        with tarfile.open(folder / f"gen-{shard // per_shard:06d}.tar", "w") as tar:
-            for n in range(shard, min(shard + per_shard, n_samples)):
-                key = f"s{n:07d}"
-                count = 1 + n % 2
-                words = " ".join(f"w{int(x)}" for x in rng.integers(0, 5000, 60))
-                texts, members = [f"{key} first paragraph {words}"], [None]
-                for i in range(count):
-                    member = f"{key}.{len(texts)}.jpg"
-                    _add(tar, member, bases[(n + i) % len(bases)] + f"{key}-{i}".encode())  # distinct bytes
-                    texts.append(None)
-                    members.append(member)
-                    images += 1
-                texts.append(f"closing paragraph of {key} {words[:200]}")
-                members.append(None)
-                _add(tar, f"{key}.json", json.dumps({"sample_id": key, "texts": texts, "images": members}).encode())
-    return images
+        add_member(tar, "many.json", json.dumps(record).encode())
 
 
 def watch(command: list[str], env: dict) -> tuple[int, str, float, int, list[int]]:
@@ -133,13 +93,7 @@ def pipeline_run(work: Path, n_samples: int, driver_memory: str) -> None:
     size = sum(p.stat().st_size for p in shards.glob("*.tar")) / 2**20
     print(f"input: {n_samples} samples, {n_images} distinct images, {size:.0f} MiB in "
           f"{len(list(shards.glob('*.tar')))} shards (generated in {time.time() - started:.0f} s)")
-    config = work / "run.yaml"
-    config.write_text(json.dumps({  # JSON is YAML
-        "name": "memory", "lakehouse": str(work / "lake"), "backend": "embedded",
-        "ingest": [{"format": "webdataset", "paths": [str(shards)]}],
-        "select": [{"recipe": "nemo_default"}],
-        "export": [{"out": str(work / "wds"), "options": {"samples_per_shard": 5000}}],
-        "mlflow": {"enabled": False}}))
+    config = write_nemo_default_config(work, shards, "memory")
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "MMCURATE_SPARK_MASTER": "local[2]",
            "MMCURATE_DRIVER_MEMORY": driver_memory}
     code, output, seconds, peak, largest = watch(

@@ -24,23 +24,19 @@ ratio and the match, with the first differing samples if any.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import io
 import json
 import os
-import re
-import shutil
 import subprocess
 import sys
 import tarfile
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(__file__))
 from ingest import write_shards  # noqa: E402
-from _common import run  # noqa: E402
+from _common import ratio_bounds, run, work_dir  # noqa: E402
+from _data import add_member, compare, read_output  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -56,58 +52,7 @@ def make_images_unique(in_dir: Path) -> None:
             for name, data in members:
                 if not name.endswith(".json"):
                     data = data + b"\0" + name.encode()
-                info = tarfile.TarInfo(name)
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-
-
-def read_output(out_dir: Path) -> dict[str, tuple]:
-    """{sample_id: ((modality, text | sha256 | "missing:<name>" | None), ...)} from every tar under out_dir."""
-    samples: dict[str, tuple] = {}
-    for path in sorted(out_dir.glob("*.tar")):
-        with tarfile.open(path) as tar:
-            members = {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}
-        for name, data in members.items():
-            if not name.endswith(".json"):
-                continue
-            record = json.loads(data)
-            content = []
-            for text, image in zip(record["texts"], record["images"]):
-                if text is not None:
-                    content.append(("text", text))
-                if image is not None:
-                    blob = members.get(image)
-                    content.append(("image", hashlib.sha256(blob).hexdigest() if blob is not None else f"missing:{image}"))
-                if text is None and image is None:
-                    content.append(("gap", None))
-            sid = record.get("sample_id", name[:-5])
-            if sid in samples:
-                raise AssertionError(f"sample {sid!r} written twice under {out_dir}")
-            samples[sid] = tuple(content)
-    return samples
-
-
-def compare(nemo: dict, ours: dict, limit: int = 5) -> dict:
-    only_nemo = sorted(set(nemo) - set(ours))
-    only_ours = sorted(set(ours) - set(nemo))
-    differing = sorted(s for s in set(nemo) & set(ours) if nemo[s] != ours[s])
-    return {
-        "nemo_samples": len(nemo), "our_samples": len(ours), "only_nemo": only_nemo, "only_ours": only_ours,
-        "differing": differing, "identical": not (only_nemo or only_ours or differing),
-        "examples": [(s, _short(nemo[s]), _short(ours[s])) for s in differing[:limit]],
-    }
-
-
-def _short(content: tuple) -> list:
-    return [(m, (v[:40] + "...") if isinstance(v, str) and len(v) > 43 else v) for m, v in content]
-
-
-def ratio_bounds(recipe) -> tuple[float, float]:
-    rule = next(r for r in recipe.rules if r.name == "image_text_ratio")
-    match = re.fullmatch(r"\s*kept_image_text_ratio\s+BETWEEN\s+([0-9.eE+-]+)\s+AND\s+([0-9.eE+-]+)\s*", rule.predicate, re.I)
-    if not match:
-        raise SystemExit(f"cannot read the bounds of {rule.predicate!r}")
-    return float(match.group(1)), float(match.group(2))
+                add_member(tar, name, data)
 
 
 def run_nemo(python: str, in_dir: Path, out_dir: Path, lo: float, hi: float, executor: str, log: Path) -> dict:
@@ -153,9 +98,7 @@ def main() -> None:
     assert [r.name for r in recipe.rules] == ["decodable", "blur", "qrcode", "image_text_ratio"], recipe.rules
     lo, hi = ratio_bounds(recipe)
 
-    work = Path(tempfile.mkdtemp(prefix="mmcurate-vs-nemo-"))
-    print(f"work dir {work}")
-    try:
+    with work_dir("mmcurate-vs-nemo-", keep=args.keep) as work:
         in_dir = work / "in"
         in_dir.mkdir()
         write_shards(in_dir, args.samples, args.shards)
@@ -206,26 +149,21 @@ def main() -> None:
               f"{ours_times['export_s']:.1f} s = {ours_times['total_s']:.1f} s -> {ours_rate:.1f} samples/s")
         print(f"speed ours/NeMo: {ours_rate / nemo_rate:.2f}x")
         for label, res in (("nemo_default, one select", one),):
-            print(f"\nmatch, {label}: NeMo {res['nemo_samples']} samples, ours {res['our_samples']}; "
-                  f"identical={res['identical']}; only NeMo {len(res['only_nemo'])}, only ours "
-                  f"{len(res['only_ours'])}, same id different content {len(res['differing'])}")
-            if res["only_nemo"]:
-                print(f"  only NeMo (first): {res['only_nemo'][:5]}")
-            if res["only_ours"]:
-                print(f"  only ours (first): {res['only_ours'][:5]}")
+            print(f"\nmatch, {label}: NeMo {res['expected_samples']} samples, ours {res['actual_samples']}; "
+                  f"identical={res['identical']}; only NeMo {len(res['only_expected'])}, only ours "
+                  f"{len(res['only_actual'])}, same id different content {len(res['differing'])}")
+            if res["only_expected"]:
+                print(f"  only NeMo (first): {res['only_expected'][:5]}")
+            if res["only_actual"]:
+                print(f"  only ours (first): {res['only_actual'][:5]}")
             for sid, a, b in res["examples"]:
                 print(f"  {sid}:\n    NeMo {a}\n    ours {b}")
         print("RESULT " + json.dumps({
             "samples": n, "unique_images": summary["unique_images"], "nemo_pipeline_s": round(nemo["pipeline_s"], 2), "ours_total_s": round(ours_times["total_s"], 2),
             "nemo_samples_per_s": round(nemo_rate, 1), "ours_samples_per_s": round(ours_rate, 1),
             "speed_ratio": round(ours_rate / nemo_rate, 2), "identical": one["identical"],
-            "diffs": len(one["only_nemo"]) + len(one["only_ours"]) + len(one["differing"]),
+            "diffs": len(one["only_expected"]) + len(one["only_actual"]) + len(one["differing"]),
         }))
-    finally:
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
