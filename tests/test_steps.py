@@ -142,7 +142,7 @@ def test_each_recipe_replaces_only_its_own_ledger_rows(annotated):
     steps.select(lake, "nemo_default")  # again: its rows are replaced, not added
     assert {r.recipe: r["count"] for r in lake.read("drops").groupBy("recipe").count().collect()} == both
     [(_, info)] = lake.commit_infos("drops")[:1]
-    assert info["recipe"] == "nemo_default" and info["read"] == {"items": 0, "image_scores": 0}
+    assert info["recipe"] == "nemo_default" and info["read"] == {"items": 0, "image_scores": 0, "image_qr": 0}
 
 
 def test_a_recipe_reads_a_table_it_names_with_its_key(spark, annotated):

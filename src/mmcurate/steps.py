@@ -389,7 +389,8 @@ def select(lake: Lakehouse, recipe: Union[Recipe, str], curated_table: str = "cu
     info = _select_info(lake, recipe, items, tables)
     selection = recipe.apply(items, tables).persist()
     try:
-        _refuse_not_computed(recipe, selection)
+        if any(t.on_demand for level in recipe.plan(items, tables).values() for t, _ in level):
+            _refuse_not_computed(recipe, selection)
         lake.write(selection.curated, curated_table, mode="overwrite", commit_info=info)
         lake.write(selection.drops, "drops", mode="overwrite", replace_where={"recipe": recipe.name}, commit_info=info)
         summary = lake.spark.createDataFrame(selection.summary.collect(), selection.summary.schema)

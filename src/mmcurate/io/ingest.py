@@ -220,15 +220,16 @@ def ingest(
     if not files and paths:  # a folder or glob matching nothing is a mistake; an empty list is empty input (as NeMo)
         raise FileNotFoundError(f"no {format} input files under {paths!r}")
     listing = spark.createDataFrame(list(enumerate(files)), "file_index long, path string")
-    # Both caches are built here, in column batches of CACHE_BATCH_ROWS rows: Spark's default of
-    # 10,000 rows is gigabytes per batch when rows carry image bytes (or megabyte paragraphs).
+    # Both caches are declared here, in column batches of CACHE_BATCH_ROWS rows (a cache takes the setting when
+    # declared): Spark's default of 10,000 rows is gigabytes per batch when rows carry image bytes (or megabyte
+    # paragraphs). They fill on first use: the parse in the job gathering passthrough kinds, the items in the
+    # first write, so no job runs just to fill them.
     with session_conf(spark, {"spark.sql.inMemoryColumnarStorage.batchSize": str(CACHE_BATCH_ROWS)}):
         union = (
             listing.repartitionByRange(max(1, len(files)), "file_index")
             .mapInArrow(_parse_files(READERS[format], options), UNION)
             .persist(StorageLevel.DISK_ONLY)
         )
-        union.count()
         items_all = union.where("kind = 'item'")
         docs = items_all.where("position = -1").select("sample_id", "origin", "source", "locator", "ordinal")
         rank = Window.partitionBy("sample_id").orderBy("source", "ordinal")
@@ -239,7 +240,6 @@ def ingest(
         )
         items = items_all.join(losers.select("sample_id", "origin"), ["sample_id", "origin"], "left_anti")
         items = _with_passthrough(items, options).persist(StorageLevel.MEMORY_AND_DISK)  # read 3 times
-        items.count()
 
     duplicates = losers.select(
         "source", "locator", F.lit(STAGE).alias("stage"), F.lit("duplicate_sample_id").alias("reason"),
