@@ -47,7 +47,7 @@ def cmd_vacuum(args) -> int:
 
 def cmd_history(args) -> int:
     lake = _lakehouse(args)
-    _print(lake.history(args.table), args.limit, args.json, args.truncate)
+    _print(lake.history(args.table, args.limit), args.limit, args.json, args.truncate)
     return 0
 
 

@@ -341,3 +341,37 @@ def test_connect_registers_every_table_for_sql(spark, tmp_path):
     lake = connect(root, spark=spark, backend="embedded")
     assert lake.spark is spark and lake.tables() == ["items"]
     assert spark.sql("SELECT count(*) AS n FROM items").first().n == 4
+
+
+def _log_files(lake, table):
+    return sorted(os.listdir(os.path.join(lake.location(table), "_delta_log")))
+
+
+def test_a_checkpoint_every_ten_commits_bounds_what_reads_replay(spark, tmp_path):
+    lake = Lakehouse.open(spark, str(tmp_path), backend="embedded")
+    for i in range(25):
+        lake.write(frame(spark, rows(1, offset=i)).coalesce(1), "t", app_id="job", app_version=i,
+                   commit_info={"step": "append", "i": i})
+    assert [f for f in _log_files(lake, "t") if "checkpoint" in f] == [
+        "00000000000000000010.checkpoint.parquet", "00000000000000000020.checkpoint.parquet", "_last_checkpoint"]
+    for v in range(10):  # what Delta's log cleanup removes: readers must not need it any more
+        os.remove(os.path.join(lake.location("t"), "_delta_log", f"{v:020d}.json"))
+    assert lake.version("t") == 24
+    assert sorted(r.sample_id for r in lake.read("t").collect()) == [f"s{i:05d}" for i in range(25)]
+    assert lake.read("t", version=15).count() == 16
+    assert [r.version for r in lake.history("t", limit=3).collect()] == [24, 23, 22]
+    assert lake.commit_infos("t", limit=2) == [(24, {"step": "append", "i": 24}), (23, {"step": "append", "i": 23})]
+    assert lake.newest_commit_info("t", lambda info: info["i"] == 12) == (12, {"step": "append", "i": 12})
+    assert lake.write(frame(spark, rows(1)), "t", app_id="job", app_version=24).skipped  # txn from the checkpoint
+
+
+def test_the_tables_checkpoint_interval_is_honoured(spark, tmp_path):
+    lake = Lakehouse.open(spark, str(tmp_path), backend="embedded")
+    lake.write(frame(spark, rows(1)).coalesce(1), "t")
+    deltalake.DeltaTable(lake.location("t")).alter.set_table_properties({"delta.checkpointInterval": "3"})
+    for i in range(5):
+        lake.write(frame(spark, rows(1, offset=i + 1)).coalesce(1), "t")
+    assert lake.version("t") == 6
+    assert [f for f in _log_files(lake, "t") if f.endswith(".checkpoint.parquet")] == [
+        "00000000000000000003.checkpoint.parquet", "00000000000000000006.checkpoint.parquet"]
+

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -29,6 +29,8 @@ from mmcurate.lakehouse.native import NativeBackend, delta_unavailable
 
 BACKENDS = ("auto", "embedded", "native")
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+RECENT_COMMITS = 32
+"""How many of the newest commits `newest_commit_info` reads before it reads the whole log."""
 
 __all__ = [
     "Lakehouse",
@@ -124,9 +126,20 @@ class Lakehouse:
                                   dict(replace_where) if replace_where else None,
                                   dict(commit_info) if commit_info else None, expected_version)
 
-    def commit_infos(self, table: str) -> list[tuple[int, dict]]:
-        """(version, commit_info) of the table's commits that recorded one, newest first."""
-        return self.backend.commit_infos(_check_name(table))
+    def commit_infos(self, table: str, limit: Optional[int] = None) -> list[tuple[int, dict]]:
+        """(version, commit_info) of the table's commits that recorded one, newest first; `limit`: of the
+        newest `limit` commits only (only their log entries are read)."""
+        return self.backend.commit_infos(_check_name(table), limit)
+
+    def newest_commit_info(self, table: str, match: Callable[[dict], bool]) -> Optional[tuple[int, dict]]:
+        """The newest (version, commit_info) that `match` accepts, or None. Looks at the newest commits
+        first and at the whole log only when none of them matches, so a long history costs nothing in the
+        common case (the commit sought is a recent one)."""
+        for limit in (RECENT_COMMITS, None):
+            found = next(((v, info) for v, info in self.commit_infos(table, limit) if match(info)), None)
+            if found is not None:
+                return found
+        return None
 
     def read(self, table: str, version: Optional[int] = None) -> DataFrame:
         """The table as a DataFrame, at its latest or a given version (time travel)."""
@@ -136,9 +149,10 @@ class Lakehouse:
         """The table's latest version number."""
         return self.backend.version(_check_name(table))
 
-    def history(self, table: str) -> DataFrame:
-        """One row per commit, newest first: version, timestamp, operation, parameters, metrics."""
-        return self.backend.history(_check_name(table))
+    def history(self, table: str, limit: Optional[int] = None) -> DataFrame:
+        """One row per commit, newest first: version, timestamp, operation, parameters, metrics;
+        `limit`: the newest `limit` commits only (only their log entries are read)."""
+        return self.backend.history(_check_name(table), limit)
 
     def vacuum(self, table: str, retention_hours: int = 168) -> list[str]:
         """Delete data files that no version within `retention_hours` reads, and folders left by

@@ -13,12 +13,13 @@ import json
 import os
 import time
 import uuid
+import warnings
 from typing import Optional
 from urllib.parse import urlparse
 
 import pyarrow as pa
 import pyarrow.fs as pafs
-from deltalake import CommitProperties, DeltaTable, Schema, Transaction
+from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties, Schema, Transaction
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError as _DeltaNotFound
 from deltalake.transaction import RemoveAction, create_table_with_add_actions
 from pyspark.sql import DataFrame, SparkSession
@@ -43,11 +44,22 @@ from mmcurate.lakehouse.base import (
 from mmcurate.lakehouse.stats import add_actions
 from mmcurate.spark import session_conf
 
+COMMIT_METADATA = {"engine": "mmcurate-embedded"}
+"""Recorded in every commit this backend makes."""
+
+POST_COMMIT = PostCommitHookProperties(create_checkpoint=False)
+"""delta-rs' own checkpoint hook (its own interval and counting) stays off: `_checkpoint_if_due` checkpoints as
+Delta's writers do. Its cleanup of expired log files stays as the table configures it."""
+
 WRITE_CONF = {"spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS"}
 """Set for the duration of each write: Delta readers expect INT64 micros, Spark's default is INT96."""
 
 UNSUPPORTED_READER_FEATURES = {"deletionVectors", "columnMapping", "v2Checkpoint"}
 """Features whose semantics a plain Parquet read of the active files would get wrong."""
+
+CHECKPOINT_INTERVAL = 10
+"""Delta's default `delta.checkpointInterval`: commits between checkpoints, so loading a version replays
+at most that many JSON commits after the newest checkpoint instead of the whole log."""
 
 
 class EmbeddedBackend:
@@ -115,7 +127,7 @@ class EmbeddedBackend:
     def _spark_path(self, table: str, relative: str) -> str:
         return relative if "://" in relative else f"{self.location(table)}/{relative}"
 
-    def history(self, table: str) -> DataFrame:
+    def history(self, table: str, limit: Optional[int] = None) -> DataFrame:
         rows = [
             (
                 h["version"],
@@ -126,7 +138,7 @@ class EmbeddedBackend:
                 h.get(COMMIT_INFO_KEY) or json.dumps(h.get("userMetadata") or {}),
                 h.get("engineInfo") or h.get("clientVersion"),
             )
-            for h in self._require(table).history()
+            for h in self._require(table).history(limit)
         ]
         schema = (
             "version long, timestamp_ms long, operation string, operation_parameters string, "
@@ -139,8 +151,9 @@ class EmbeddedBackend:
             .orderBy(F.desc("version"))
         )
 
-    def commit_infos(self, table: str) -> list[tuple[int, dict]]:
-        found = [(h["version"], decode_commit_info(h.get(COMMIT_INFO_KEY))) for h in self._require(table).history()]
+    def commit_infos(self, table: str, limit: Optional[int] = None) -> list[tuple[int, dict]]:
+        history = self._require(table).history(limit)
+        found = [(h["version"], decode_commit_info(h.get(COMMIT_INFO_KEY))) for h in history]
         return sorted(((v, info) for v, info in found if info is not None), key=lambda p: -p[0])
 
     # -- maintenance ----------------------------------------------------------------------------
@@ -149,7 +162,7 @@ class EmbeddedBackend:
         commits that never happened (a killed driver's `data-*` folder), once that old."""
         dt = self._require(table)
         removed = dt.vacuum(retention_hours=retention_hours, dry_run=False, enforce_retention_duration=False,
-                            full=True)
+                            full=True, post_commithook_properties=POST_COMMIT)
         live = {p.split("/", 1)[0] for p in pa.table(dt.get_add_actions(flatten=False)).column("path").to_pylist()}
         cutoff_ns = (time.time() - retention_hours * 3600) * 1e9
         for info in self.fs.get_file_info(pafs.FileSelector(self._fs_path(table))):
@@ -158,7 +171,29 @@ class EmbeddedBackend:
                     and info.base_name not in live and stale:
                 self.fs.delete_dir(info.path)
                 removed.append(info.base_name + "/")
+        self._checkpoint_if_due(table, dt)  # vacuum commits too (VACUUM START/END)
         return sorted(removed)
+
+    def _checkpoint_if_due(self, table: str, dt: DeltaTable) -> None:
+        """Checkpoint `dt` (at the version just committed) once the log passed a multiple of the table's
+        `delta.checkpointInterval` since its newest checkpoint, as Delta's writers do; a version another commit
+        (vacuum's, another writer's) took is caught up by the next. A failed checkpoint only warns: the commit
+        stands, and readers replay the JSON commits as before."""
+        interval = int((dt.metadata().configuration or {}).get("delta.checkpointInterval") or CHECKPOINT_INTERVAL)
+        if dt.version() // interval <= self._last_checkpoint(table) // interval:
+            return
+        try:
+            dt.create_checkpoint()
+        except (DeltaError, OSError) as e:
+            warnings.warn(f"mmcurate: checkpoint of {table!r} at version {dt.version()} failed: {e}", stacklevel=3)
+
+    def _last_checkpoint(self, table: str) -> int:
+        """The version of the table's newest checkpoint (its `_delta_log/_last_checkpoint`), 0 when it has none."""
+        try:
+            with self.fs.open_input_stream(f"{self._fs_path(table)}/_delta_log/_last_checkpoint") as f:
+                return json.loads(f.read())["version"]
+        except FileNotFoundError:
+            return 0
 
     # -- write ----------------------------------------------------------------------------------
     def write(
@@ -216,7 +251,7 @@ class EmbeddedBackend:
                 df.write.mode("error").parquet(f"{self.location(table)}/{folder}")
             files = self._written_files(f"{self.location(table)}/{folder}", staging_fs)
             actions, rows = add_actions(self.fs, self._fs_path(table), files)
-            metadata = {"engine": "mmcurate-embedded"}
+            metadata = dict(COMMIT_METADATA)
             if commit_info:
                 metadata[COMMIT_INFO_KEY] = encode_commit_info(commit_info)
             if read_version is not None and self._require(table).version() != read_version:
@@ -237,6 +272,8 @@ class EmbeddedBackend:
             raise
         if not actions:
             self._remove_quietly(staging_fs)
+        if dt is not None:  # _commit brought it to the committed version
+            self._checkpoint_if_due(table, dt)
         return WriteResult(table, version, files_added=len(actions), rows_added=rows)
 
     def _written_files(self, location: str, staging_fs: str) -> list[str]:
@@ -263,6 +300,7 @@ class EmbeddedBackend:
                     actions,
                     mode="error",
                     commit_properties=properties,
+                    post_commithook_properties=POST_COMMIT,
                     storage_options=self.storage_options,
                 )
                 return 0
@@ -277,7 +315,8 @@ class EmbeddedBackend:
                 if mode == "ignore":
                     return dt.version()
         try:
-            dt.create_write_transaction(actions, mode=mode, schema=arrow_schema, commit_properties=properties)
+            dt.create_write_transaction(actions, mode=mode, schema=arrow_schema, commit_properties=properties,
+                                        post_commithook_properties=POST_COMMIT)
         except CommitFailedError as e:
             raise CommitConflictError(f"commit to {table!r} conflicted with a concurrent writer: {e}") from e
         dt.update_incremental()

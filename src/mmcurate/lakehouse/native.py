@@ -89,8 +89,8 @@ class NativeBackend:
             reader = reader.option("versionAsOf", version)
         return reader.table(self.location(table)) if self.catalog else reader.load(self.location(table))
 
-    def history(self, table: str) -> DataFrame:
-        h = self._delta_table(table).history()
+    def history(self, table: str, limit: Optional[int] = None) -> DataFrame:
+        h = self._delta_table(table).history(limit)
         return h.select(
             "version",
             "operation",
@@ -101,8 +101,8 @@ class NativeBackend:
             "timestamp",
         ).orderBy(F.desc("version"))
 
-    def commit_infos(self, table: str) -> list[tuple[int, dict]]:
-        rows = self._delta_table(table).history().select("version", "userMetadata").collect()  # one row per commit
+    def commit_infos(self, table: str, limit: Optional[int] = None) -> list[tuple[int, dict]]:
+        rows = self._delta_table(table).history(limit).select("version", "userMetadata").collect()  # a row a commit
         found = []
         for row in rows:
             outer = decode_commit_info(row.userMetadata)
