@@ -375,3 +375,12 @@ def test_the_tables_checkpoint_interval_is_honoured(spark, tmp_path):
     assert [f for f in _log_files(lake, "t") if f.endswith(".checkpoint.parquet")] == [
         "00000000000000000003.checkpoint.parquet", "00000000000000000006.checkpoint.parquet"]
 
+
+def test_vacuum_keeps_old_folders_that_a_retained_version_reads(spark, tmp_path):
+    lake = Lakehouse.open(spark, str(tmp_path), backend="embedded")
+    lake.write(frame(spark, rows(4)), "t")
+    for folder in (tmp_path / "t").glob("data-*"):  # written long ago
+        os.utime(folder, (0, 0))
+    lake.write(frame(spark, rows(2, offset=10)), "t", mode="overwrite")  # replaced just now
+    lake.vacuum("t", retention_hours=168)
+    assert len(lake.read("t", version=0).collect()) == 4

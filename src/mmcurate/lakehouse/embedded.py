@@ -158,21 +158,32 @@ class EmbeddedBackend:
 
     # -- maintenance ----------------------------------------------------------------------------
     def vacuum(self, table: str, retention_hours: int) -> list[str]:
-        """Delete files no version newer than `retention_hours` needs, and the write folders of
-        commits that never happened (a killed driver's `data-*` folder), once that old."""
+        """Delete files no version newer than `retention_hours` needs, and the write folders (`data-*`) untouched
+        that long which then hold no data file: a killed driver's, or one whose files were all replaced."""
         dt = self._require(table)
+        stale = self._folders_older_than(table, retention_hours)  # before vacuum's deletions touch their mtimes
         removed = dt.vacuum(retention_hours=retention_hours, dry_run=False, enforce_retention_duration=False,
                             full=True, post_commithook_properties=POST_COMMIT)
-        live = {p.split("/", 1)[0] for p in pa.table(dt.get_add_actions(flatten=False)).column("path").to_pylist()}
-        cutoff_ns = (time.time() - retention_hours * 3600) * 1e9
-        for info in self.fs.get_file_info(pafs.FileSelector(self._fs_path(table))):
-            stale = info.mtime_ns is not None and info.mtime_ns < cutoff_ns
-            if info.type == pafs.FileType.Directory and info.base_name.startswith("data-") \
-                    and info.base_name not in live and stale:
-                self.fs.delete_dir(info.path)
-                removed.append(info.base_name + "/")
+        base = self._fs_path(table).rstrip("/") + "/"
+        holding = {  # folders with a data file vacuum kept: some version within the retention still reads it
+            info.path[len(base):].split("/", 1)[0]
+            for info in self.fs.get_file_info(pafs.FileSelector(base, recursive=True))
+            if info.is_file and info.base_name.endswith(".parquet") and info.path[len(base):].count("/") == 1
+        }
+        for name in sorted(stale - holding):
+            self.fs.delete_dir(base + name)
+            removed.append(name + "/")
         self._checkpoint_if_due(table, dt)  # vacuum commits too (VACUUM START/END)
         return sorted(removed)
+
+    def _folders_older_than(self, table: str, hours: float) -> set[str]:
+        cutoff_ns = (time.time() - hours * 3600) * 1e9
+        return {
+            info.base_name
+            for info in self.fs.get_file_info(pafs.FileSelector(self._fs_path(table)))
+            if info.type == pafs.FileType.Directory and info.base_name.startswith("data-")
+            and info.mtime_ns is not None and info.mtime_ns < cutoff_ns
+        }
 
     def _checkpoint_if_due(self, table: str, dt: DeltaTable) -> None:
         """Checkpoint `dt` (at the version just committed) once the log passed a multiple of the table's
