@@ -11,6 +11,7 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from pyspark.testing import assertDataFrameEqual
 
 from mmcurate.lakehouse import (
     BackendUnavailableError,
@@ -384,3 +385,46 @@ def test_vacuum_keeps_old_folders_that_a_retained_version_reads(spark, tmp_path)
     lake.write(frame(spark, rows(2, offset=10)), "t", mode="overwrite")  # replaced just now
     lake.vacuum("t", retention_hours=168)
     assert len(lake.read("t", version=0).collect()) == 4
+
+
+def test_optimize_compacts_small_files_and_keeps_every_version(spark, lake):
+    for i in range(4):
+        lake.write(frame(spark, rows(5, offset=10 * i)), "t", app_id="job", app_version=i, commit_info={"i": i})
+    files = lambda: deltalake.DeltaTable(lake.location("t")).file_uris()  # noqa: E731
+    before, version_before, many = lake.read("t"), lake.version("t"), len(files())
+    expected = before.collect()
+    result = lake.optimize("t")
+    assert many > 4 and len(files()) == 1
+    assert (result.files_removed, result.files_added, result.version) == (many, 1, version_before + 1)
+    assert result.bytes_added > 0 and result.bytes_removed > 0 and result.vacuumed == ()
+    after = lake.read("t")
+    assert after.schema == before.schema  # same types and nullability as Spark reads them
+    assertDataFrameEqual(after, spark.createDataFrame(expected, before.schema))
+    assertDataFrameEqual(lake.read("t", version=version_before), spark.createDataFrame(expected, before.schema))
+    assert lake.commit_infos("t")[0] == (3, {"i": 3})
+    assert lake.write(frame(spark, rows(5)), "t", app_id="job", app_version=3).skipped
+    assert lake.optimize("t").files_removed == 0  # nothing small is left
+
+
+def test_compacted_files_have_statistics_and_micros_timestamps(spark, tmp_path):
+    lake = Lakehouse.open(spark, str(tmp_path), backend="embedded")
+    for i in range(3):
+        lake.write(frame(spark, rows(4, offset=10 * i)), "t")
+    lake.optimize("t")
+    [add] = pa.table(deltalake.DeltaTable(lake.location("t")).get_add_actions(flatten=True)).to_pylist()
+    assert (add["num_records"], add["min.sample_id"], add["max.sample_id"]) == (12, "s00000", "s00023")
+    footer = pq.ParquetFile(os.path.join(lake.location("t"), add["path"])).schema_arrow
+    assert footer.field("seen_at").type == pa.timestamp("us", tz="UTC")
+
+
+def test_optimize_then_vacuum_frees_the_replaced_files(spark, tmp_path):
+    lake = Lakehouse.open(spark, str(tmp_path), backend="embedded")
+    for i in range(3):
+        lake.write(frame(spark, rows(4, offset=10 * i)), "t")
+    result = lake.optimize("t", retention_hours=0)
+    assert sum(r.endswith(".parquet") for r in result.vacuumed) == result.files_removed
+    [live] = deltalake.DeltaTable(lake.location("t")).file_uris()
+    assert [str(p) for p in (tmp_path / "t").rglob("*.parquet")] == [live]
+    assert lake.read("t").count() == 12
+    with pytest.raises(ValueError):
+        lake.optimize("t", target_size=0)

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any, Callable, Mapping, Optional
 
 from pyspark.sql import DataFrame, SparkSession
@@ -16,6 +17,7 @@ from mmcurate.lakehouse.base import (
     BackendUnavailableError,
     CommitConflictError,
     LakehouseError,
+    OptimizeResult,
     SchemaMismatchError,
     TableExistsError,
     TableNotFoundError,
@@ -35,6 +37,7 @@ RECENT_COMMITS = 32
 __all__ = [
     "Lakehouse",
     "WriteResult",
+    "OptimizeResult",
     "LakehouseError",
     "TableNotFoundError",
     "TableExistsError",
@@ -161,6 +164,25 @@ class Lakehouse:
         if retention_hours < 0:
             raise ValueError(f"retention_hours must be >= 0, got {retention_hours}")
         return self.backend.vacuum(_check_name(table), retention_hours)
+
+    def optimize(
+        self, table: str, target_size: Optional[int] = None, retention_hours: Optional[int] = None,
+    ) -> OptimizeResult:
+        """Compact the table's small files into files of about `target_size` bytes (default: the table's
+        `delta.targetFileSize`, else the engine's, 100 MiB for delta-rs) in one commit that changes no rows.
+        Every version stays readable (`read(table, version=v)`) until vacuumed; with `retention_hours`,
+        `vacuum` runs after it (0 reclaims the replaced files now, ending time travel to older versions).
+
+        >>> lake.optimize("items", retention_hours=168).files_removed
+        """
+        if target_size is not None and target_size <= 0:
+            raise ValueError(f"target_size must be > 0 bytes, got {target_size}")
+        if retention_hours is not None and retention_hours < 0:
+            raise ValueError(f"retention_hours must be >= 0, got {retention_hours}")
+        result = self.backend.optimize(_check_name(table), target_size)
+        if retention_hours is None:
+            return result
+        return replace(result, vacuumed=tuple(self.vacuum(table, retention_hours)))
 
     def register_views(self, tables: Optional[list[str]] = None) -> list[str]:
         """Make tables queryable by bare name in `spark.sql` (temporary views of their latest version).

@@ -31,6 +31,7 @@ from mmcurate.lakehouse.base import (
     COMMIT_INFO_KEY,
     CommitConflictError,
     LakehouseError,
+    OptimizeResult,
     SchemaMismatchError,
     TableExistsError,
     TableNotFoundError,
@@ -184,6 +185,18 @@ class EmbeddedBackend:
             if info.type == pafs.FileType.Directory and info.base_name.startswith("data-")
             and info.mtime_ns is not None and info.mtime_ns < cutoff_ns
         }
+
+    def optimize(self, table: str, target_size: Optional[int]) -> OptimizeResult:
+        """delta-rs' compaction: small files rewritten into files of about `target_size` bytes in one commit
+        that changes no data (Parquet with statistics, timestamps as INT64 micros, as Spark reads them)."""
+        dt = self._require(table)
+        _check_readable(table, dt)
+        metrics = dt.optimize.compact(target_size=target_size, post_commithook_properties=POST_COMMIT,
+                                      commit_properties=CommitProperties(custom_metadata=COMMIT_METADATA))
+        self._checkpoint_if_due(table, dt)
+        return OptimizeResult(table, dt.version(), metrics["numFilesRemoved"], metrics["numFilesAdded"],
+                              json.loads(metrics["filesRemoved"])["totalSize"],
+                              json.loads(metrics["filesAdded"])["totalSize"])
 
     def _checkpoint_if_due(self, table: str, dt: DeltaTable) -> None:
         """Checkpoint `dt` (at the version just committed) once the log passed a multiple of the table's

@@ -14,6 +14,7 @@ from pyspark.sql import functions as F
 from mmcurate.lakehouse.base import (
     CommitConflictError,
     COMMIT_INFO_KEY,
+    OptimizeResult,
     SchemaMismatchError,
     TableExistsError,
     TableNotFoundError,
@@ -23,7 +24,10 @@ from mmcurate.lakehouse.base import (
     replace_where_sql,
     schema_differences,
 )
-from mmcurate.spark import is_connect
+from mmcurate.spark import is_connect, session_conf
+
+OPTIMIZE_MAX_FILE_SIZE = "spark.databricks.delta.optimize.maxFileSize"
+"""The Delta setting OPTIMIZE bins files up to (bytes)."""
 
 
 def delta_log_folders(spark: SparkSession, root: str) -> list[str]:
@@ -115,6 +119,14 @@ class NativeBackend:
         """Delta's VACUUM (the connector enforces its own minimum retention unless configured)."""
         self._delta_table(table).vacuum(retention_hours)
         return []
+
+    def optimize(self, table: str, target_size: Optional[int]) -> OptimizeResult:
+        """Delta's OPTIMIZE (bin-packing compaction); `target_size` is its maximum file size for this call only."""
+        settings = {OPTIMIZE_MAX_FILE_SIZE: str(target_size)} if target_size else {}
+        with session_conf(self.spark, settings):
+            metrics = self._delta_table(table).optimize().executeCompaction().select("metrics.*").first()
+        return OptimizeResult(table, self.version(table), metrics.numFilesRemoved, metrics.numFilesAdded,
+                              metrics.filesRemoved.totalSize or 0, metrics.filesAdded.totalSize or 0)
 
     def write(
         self,
