@@ -158,8 +158,8 @@ class Lakehouse:
         return self.backend.history(_check_name(table), limit)
 
     def vacuum(self, table: str, retention_hours: int = 168) -> list[str]:
-        """Delete data files that no version within `retention_hours` reads, and folders left by
-        writes that never committed (a killed job). Time travel to versions older than that stops
+        """Delete data files that no version within `retention_hours` reads, and write folders left
+        without one (a killed job's, or one whose files were replaced and expired). Time travel to versions older than that stops
         working. Returns what was removed (embedded backend; the native one returns [])."""
         if retention_hours < 0:
             raise ValueError(f"retention_hours must be >= 0, got {retention_hours}")
