@@ -36,7 +36,7 @@ def report(title: str, times: dict[str, float], baseline: str, goal: float | Non
         ratio = seconds / times[baseline]
         if name != baseline:
             worst = max(worst, ratio)
-        print(f"  {name:<34} {seconds:8.2f} s   {ratio:5.2f}x")
+        print(f"  {name:<34} {seconds:9.3f} s   {ratio:5.2f}x")
     if goal is not None:
         print(f"  goal <= {goal:.2f}x: {'met' if worst <= goal else 'NOT met'}")
     return worst

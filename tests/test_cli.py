@@ -50,6 +50,17 @@ def test_vacuum_command(spark, tmp_path, capsys):
     assert lake.read("items").count() == 1
 
 
+def test_optimize_command_compacts_and_vacuums(spark, tmp_path, capsys):
+    lake = Lakehouse.open(spark, str(tmp_path), backend="embedded")
+    for i in range(3):
+        lake.write(spark.createDataFrame([("a", i)], "sample_id string, position int"), "items")
+    lake.write(spark.createDataFrame([("b", 0)], "sample_id string, position int"), "other")
+    assert main(["optimize", "--lakehouse", str(tmp_path), "--table", "items", "--vacuum", "--retention-hours", "0"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("items: 3 files (") and "into 1 (" in printed and "vacuum removed" in printed
+    assert "other" not in printed and sorted(r.position for r in lake.read("items").collect()) == [0, 1, 2]
+
+
 def test_model_stages_from_a_config_then_a_recipe_over_them(spark, tmp_path, test_data, capsys):
     """mmcurate tiny-models writes models and an annotate config; annotate runs every model stage from it."""
     lake = str(tmp_path / "lake")

@@ -45,9 +45,20 @@ def cmd_vacuum(args) -> int:
     return 0
 
 
+def cmd_optimize(args) -> int:
+    lake = _lakehouse(args)
+    for name in args.table or lake.tables():
+        result = lake.optimize(name, target_size=args.target_size,
+                               retention_hours=args.retention_hours if args.vacuum else None)
+        line = (f"{name}: {result.files_removed} files ({result.bytes_removed} bytes) compacted into "
+                f"{result.files_added} ({result.bytes_added} bytes), version {result.version}")
+        print(line + (f"; vacuum removed {len(result.vacuumed)} files/folders" if args.vacuum else ""))
+    return 0
+
+
 def cmd_history(args) -> int:
     lake = _lakehouse(args)
-    _print(lake.history(args.table), args.limit, args.json, args.truncate)
+    _print(lake.history(args.table, args.limit), args.limit, args.json, args.truncate)
     return 0
 
 
@@ -328,6 +339,7 @@ COMMANDS: dict[str, tuple[Callable, str]] = {
     "tables": (cmd_tables, "list the lakehouse's tables with their latest versions"),
     "history": (cmd_history, "show a table's commits"),
     "vacuum": (cmd_vacuum, "delete files no recent version reads and folders of writes that never committed"),
+    "optimize": (cmd_optimize, "compact small files into larger ones (history kept), then optionally vacuum"),
     "tiny-models": (cmd_tiny_models, "write small random-initialised models and an annotate config to try the model stages offline"),
     "train-quality": (cmd_train_quality, "train a fastText quality classifier from labelled rows of a table or query"),
 }
@@ -455,6 +467,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("vacuum", parents=[common], help=COMMANDS["vacuum"][1])
     p.add_argument("tables", nargs="*", help="tables to vacuum (default: all)")
     p.add_argument("--retention-hours", type=int, default=168, help="keep what versions this recent need")
+    p = sub.add_parser("optimize", parents=[common], help=COMMANDS["optimize"][1])
+    p.add_argument("--table", action="append", help="a table to optimize; repeat for more (default: all)")
+    p.add_argument("--target-size", type=int, default=None,
+                   help="bytes per compacted file (default: the table's delta.targetFileSize, else the engine's)")
+    p.add_argument("--vacuum", action="store_true", help="vacuum each table after compacting it")
+    p.add_argument("--retention-hours", type=int, default=168,
+                   help="with --vacuum: keep what versions this recent need (0 frees the replaced files now)")
     p = sub.add_parser("tiny-models", help=COMMANDS["tiny-models"][1])
     p.add_argument("out", help="directory for the models and annotate.yaml")
     p = sub.add_parser("train-quality", parents=[common], help=COMMANDS["train-quality"][1])

@@ -188,10 +188,9 @@ def newest_commit(lake: Lakehouse, table: str, step: str, **fields: Any) -> Opti
     """What the newest commit of `table` by `step` (with these field values) recorded, or None."""
     if not lake.exists(table):
         return None
-    for _, info in lake.commit_infos(table):
-        if info.get("step") == step and all(info.get(k) == v for k, v in fields.items()):
-            return info
-    return None
+    found = lake.newest_commit_info(
+        table, lambda info: info.get("step") == step and all(info.get(k) == v for k, v in fields.items()))
+    return found[1] if found else None
 
 
 def stage_info(lake: Lakehouse, table: str) -> Optional[dict]:
@@ -203,10 +202,9 @@ def rebuilt_at(lake: Lakehouse, table: str) -> Optional[int]:
     """The version at which an annotate stage last rebuilt (overwrote) `table`; None for tables no stage rebuilt."""
     if not lake.exists(table):
         return None
-    for version, info in lake.commit_infos(table):
-        if info.get("step") == "annotate" and info.get("action") == "overwrite":
-            return version
-    return None
+    found = lake.newest_commit_info(
+        table, lambda info: info.get("step") == "annotate" and info.get("action") == "overwrite")
+    return found[0] if found else None
 
 
 def annotate(lake: Lakehouse, stages: Iterable[StageSpec], recipes: Iterable[Union[Recipe, str]] = ()) -> list[Annotated]:

@@ -11,6 +11,7 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from pyspark.testing import assertDataFrameEqual
 
 from mmcurate.lakehouse import (
     BackendUnavailableError,
@@ -341,3 +342,89 @@ def test_connect_registers_every_table_for_sql(spark, tmp_path):
     lake = connect(root, spark=spark, backend="embedded")
     assert lake.spark is spark and lake.tables() == ["items"]
     assert spark.sql("SELECT count(*) AS n FROM items").first().n == 4
+
+
+def _log_files(lake, table):
+    return sorted(os.listdir(os.path.join(lake.location(table), "_delta_log")))
+
+
+def test_a_checkpoint_every_ten_commits_bounds_what_reads_replay(spark, tmp_path):
+    lake = Lakehouse.open(spark, str(tmp_path), backend="embedded")
+    for i in range(25):
+        lake.write(frame(spark, rows(1, offset=i)).coalesce(1), "t", app_id="job", app_version=i,
+                   commit_info={"step": "append", "i": i})
+    assert [f for f in _log_files(lake, "t") if "checkpoint" in f] == [
+        "00000000000000000010.checkpoint.parquet", "00000000000000000020.checkpoint.parquet", "_last_checkpoint"]
+    for v in range(10):  # what Delta's log cleanup removes: readers must not need it any more
+        os.remove(os.path.join(lake.location("t"), "_delta_log", f"{v:020d}.json"))
+    assert lake.version("t") == 24
+    assert sorted(r.sample_id for r in lake.read("t").collect()) == [f"s{i:05d}" for i in range(25)]
+    assert lake.read("t", version=15).count() == 16
+    assert [r.version for r in lake.history("t", limit=3).collect()] == [24, 23, 22]
+    assert lake.commit_infos("t", limit=2) == [(24, {"step": "append", "i": 24}), (23, {"step": "append", "i": 23})]
+    assert lake.newest_commit_info("t", lambda info: info["i"] == 12) == (12, {"step": "append", "i": 12})
+    assert lake.write(frame(spark, rows(1)), "t", app_id="job", app_version=24).skipped  # txn from the checkpoint
+
+
+def test_the_tables_checkpoint_interval_is_honoured(spark, tmp_path):
+    lake = Lakehouse.open(spark, str(tmp_path), backend="embedded")
+    lake.write(frame(spark, rows(1)).coalesce(1), "t")
+    deltalake.DeltaTable(lake.location("t")).alter.set_table_properties({"delta.checkpointInterval": "3"})
+    for i in range(5):
+        lake.write(frame(spark, rows(1, offset=i + 1)).coalesce(1), "t")
+    assert lake.version("t") == 6
+    assert [f for f in _log_files(lake, "t") if f.endswith(".checkpoint.parquet")] == [
+        "00000000000000000003.checkpoint.parquet", "00000000000000000006.checkpoint.parquet"]
+
+
+def test_vacuum_keeps_old_folders_that_a_retained_version_reads(spark, tmp_path):
+    lake = Lakehouse.open(spark, str(tmp_path), backend="embedded")
+    lake.write(frame(spark, rows(4)), "t")
+    for folder in (tmp_path / "t").glob("data-*"):  # written long ago
+        os.utime(folder, (0, 0))
+    lake.write(frame(spark, rows(2, offset=10)), "t", mode="overwrite")  # replaced just now
+    lake.vacuum("t", retention_hours=168)
+    assert len(lake.read("t", version=0).collect()) == 4
+
+
+def test_optimize_compacts_small_files_and_keeps_every_version(spark, lake):
+    for i in range(4):
+        lake.write(frame(spark, rows(5, offset=10 * i)), "t", app_id="job", app_version=i, commit_info={"i": i})
+    files = lambda: deltalake.DeltaTable(lake.location("t")).file_uris()  # noqa: E731
+    before, version_before, many = lake.read("t"), lake.version("t"), len(files())
+    expected = before.collect()
+    result = lake.optimize("t")
+    assert many > 4 and len(files()) == 1
+    assert (result.files_removed, result.files_added, result.version) == (many, 1, version_before + 1)
+    assert result.bytes_added > 0 and result.bytes_removed > 0 and result.vacuumed == ()
+    after = lake.read("t")
+    assert after.schema == before.schema  # same types and nullability as Spark reads them
+    assertDataFrameEqual(after, spark.createDataFrame(expected, before.schema))
+    assertDataFrameEqual(lake.read("t", version=version_before), spark.createDataFrame(expected, before.schema))
+    assert lake.commit_infos("t")[0] == (3, {"i": 3})
+    assert lake.write(frame(spark, rows(5)), "t", app_id="job", app_version=3).skipped
+    assert lake.optimize("t").files_removed == 0  # nothing small is left
+
+
+def test_compacted_files_have_statistics_and_micros_timestamps(spark, tmp_path):
+    lake = Lakehouse.open(spark, str(tmp_path), backend="embedded")
+    for i in range(3):
+        lake.write(frame(spark, rows(4, offset=10 * i)), "t")
+    lake.optimize("t")
+    [add] = pa.table(deltalake.DeltaTable(lake.location("t")).get_add_actions(flatten=True)).to_pylist()
+    assert (add["num_records"], add["min.sample_id"], add["max.sample_id"]) == (12, "s00000", "s00023")
+    footer = pq.ParquetFile(os.path.join(lake.location("t"), add["path"])).schema_arrow
+    assert footer.field("seen_at").type == pa.timestamp("us", tz="UTC")
+
+
+def test_optimize_then_vacuum_frees_the_replaced_files(spark, tmp_path):
+    lake = Lakehouse.open(spark, str(tmp_path), backend="embedded")
+    for i in range(3):
+        lake.write(frame(spark, rows(4, offset=10 * i)), "t")
+    result = lake.optimize("t", retention_hours=0)
+    assert sum(r.endswith(".parquet") for r in result.vacuumed) == result.files_removed
+    [live] = deltalake.DeltaTable(lake.location("t")).file_uris()
+    assert [str(p) for p in (tmp_path / "t").rglob("*.parquet")] == [live]
+    assert lake.read("t").count() == 12
+    with pytest.raises(ValueError):
+        lake.optimize("t", target_size=0)

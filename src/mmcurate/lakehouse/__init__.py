@@ -8,7 +8,8 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping, Optional
+from dataclasses import replace
+from typing import Any, Callable, Mapping, Optional
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -16,6 +17,7 @@ from mmcurate.lakehouse.base import (
     BackendUnavailableError,
     CommitConflictError,
     LakehouseError,
+    OptimizeResult,
     SchemaMismatchError,
     TableExistsError,
     TableNotFoundError,
@@ -29,10 +31,13 @@ from mmcurate.lakehouse.native import NativeBackend, delta_unavailable
 
 BACKENDS = ("auto", "embedded", "native")
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+RECENT_COMMITS = 32
+"""How many of the newest commits `newest_commit_info` reads before it reads the whole log."""
 
 __all__ = [
     "Lakehouse",
     "WriteResult",
+    "OptimizeResult",
     "LakehouseError",
     "TableNotFoundError",
     "TableExistsError",
@@ -124,9 +129,20 @@ class Lakehouse:
                                   dict(replace_where) if replace_where else None,
                                   dict(commit_info) if commit_info else None, expected_version)
 
-    def commit_infos(self, table: str) -> list[tuple[int, dict]]:
-        """(version, commit_info) of the table's commits that recorded one, newest first."""
-        return self.backend.commit_infos(_check_name(table))
+    def commit_infos(self, table: str, limit: Optional[int] = None) -> list[tuple[int, dict]]:
+        """(version, commit_info) of the table's commits that recorded one, newest first; `limit`: of the
+        newest `limit` commits only (only their log entries are read)."""
+        return self.backend.commit_infos(_check_name(table), limit)
+
+    def newest_commit_info(self, table: str, match: Callable[[dict], bool]) -> Optional[tuple[int, dict]]:
+        """The newest (version, commit_info) that `match` accepts, or None. Looks at the newest commits
+        first and at the whole log only when none of them matches, so a long history costs nothing in the
+        common case (the commit sought is a recent one)."""
+        for limit in (RECENT_COMMITS, None):
+            found = next(((v, info) for v, info in self.commit_infos(table, limit) if match(info)), None)
+            if found is not None:
+                return found
+        return None
 
     def read(self, table: str, version: Optional[int] = None) -> DataFrame:
         """The table as a DataFrame, at its latest or a given version (time travel)."""
@@ -136,17 +152,37 @@ class Lakehouse:
         """The table's latest version number."""
         return self.backend.version(_check_name(table))
 
-    def history(self, table: str) -> DataFrame:
-        """One row per commit, newest first: version, timestamp, operation, parameters, metrics."""
-        return self.backend.history(_check_name(table))
+    def history(self, table: str, limit: Optional[int] = None) -> DataFrame:
+        """One row per commit, newest first: version, timestamp, operation, parameters, metrics;
+        `limit`: the newest `limit` commits only (only their log entries are read)."""
+        return self.backend.history(_check_name(table), limit)
 
     def vacuum(self, table: str, retention_hours: int = 168) -> list[str]:
-        """Delete data files that no version within `retention_hours` reads, and folders left by
-        writes that never committed (a killed job). Time travel to versions older than that stops
+        """Delete data files that no version within `retention_hours` reads, and write folders left
+        without one (a killed job's, or one whose files were replaced and expired). Time travel to versions older than that stops
         working. Returns what was removed (embedded backend; the native one returns [])."""
         if retention_hours < 0:
             raise ValueError(f"retention_hours must be >= 0, got {retention_hours}")
         return self.backend.vacuum(_check_name(table), retention_hours)
+
+    def optimize(
+        self, table: str, target_size: Optional[int] = None, retention_hours: Optional[int] = None,
+    ) -> OptimizeResult:
+        """Compact the table's small files into files of about `target_size` bytes (default: the table's
+        `delta.targetFileSize`, else the engine's, 100 MiB for delta-rs) in one commit that changes no rows.
+        Every version stays readable (`read(table, version=v)`) until vacuumed; with `retention_hours`,
+        `vacuum` runs after it (0 reclaims the replaced files now, ending time travel to older versions).
+
+        >>> lake.optimize("items", retention_hours=168).files_removed
+        """
+        if target_size is not None and target_size <= 0:
+            raise ValueError(f"target_size must be > 0 bytes, got {target_size}")
+        if retention_hours is not None and retention_hours < 0:
+            raise ValueError(f"retention_hours must be >= 0, got {retention_hours}")
+        result = self.backend.optimize(_check_name(table), target_size)
+        if retention_hours is None:
+            return result
+        return replace(result, vacuumed=tuple(self.vacuum(table, retention_hours)))
 
     def register_views(self, tables: Optional[list[str]] = None) -> list[str]:
         """Make tables queryable by bare name in `spark.sql` (temporary views of their latest version).

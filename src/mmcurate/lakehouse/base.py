@@ -55,6 +55,20 @@ class WriteResult:
     reason: Optional[str] = None
 
 
+@dataclass(frozen=True)
+class OptimizeResult:
+    """What an optimize did: the version it left the table at, the small files it replaced by fewer larger ones
+    (counts and bytes), and what the vacuum after it removed (empty when none ran)."""
+
+    table: str
+    version: int
+    files_removed: int
+    files_added: int
+    bytes_removed: int
+    bytes_added: int
+    vacuumed: tuple[str, ...] = ()
+
+
 class Backend(Protocol):
     """The operations a storage backend implements; `Lakehouse` adds naming and SQL on top."""
 
@@ -72,15 +86,17 @@ class Backend(Protocol):
         expected_version: Optional[int] = None,
     ) -> WriteResult: ...
 
-    def commit_infos(self, table: str) -> list[tuple[int, dict]]: ...
+    def commit_infos(self, table: str, limit: Optional[int] = None) -> list[tuple[int, dict]]: ...
 
     def read(self, table: str, version: Optional[int]) -> DataFrame: ...
 
     def version(self, table: str) -> int: ...
 
-    def history(self, table: str) -> DataFrame: ...
+    def history(self, table: str, limit: Optional[int] = None) -> DataFrame: ...
 
     def vacuum(self, table: str, retention_hours: int) -> list[str]: ...
+
+    def optimize(self, table: str, target_size: Optional[int]) -> OptimizeResult: ...
 
 
 def check_mode(mode: str) -> None:

@@ -13,12 +13,13 @@ import json
 import os
 import time
 import uuid
+import warnings
 from typing import Optional
 from urllib.parse import urlparse
 
 import pyarrow as pa
 import pyarrow.fs as pafs
-from deltalake import CommitProperties, DeltaTable, Schema, Transaction
+from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties, Schema, Transaction
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError as _DeltaNotFound
 from deltalake.transaction import RemoveAction, create_table_with_add_actions
 from pyspark.sql import DataFrame, SparkSession
@@ -30,6 +31,7 @@ from mmcurate.lakehouse.base import (
     COMMIT_INFO_KEY,
     CommitConflictError,
     LakehouseError,
+    OptimizeResult,
     SchemaMismatchError,
     TableExistsError,
     TableNotFoundError,
@@ -43,11 +45,22 @@ from mmcurate.lakehouse.base import (
 from mmcurate.lakehouse.stats import add_actions
 from mmcurate.spark import session_conf
 
+COMMIT_METADATA = {"engine": "mmcurate-embedded"}
+"""Recorded in every commit this backend makes."""
+
+POST_COMMIT = PostCommitHookProperties(create_checkpoint=False)
+"""delta-rs' own checkpoint hook (its own interval and counting) stays off: `_checkpoint_if_due` checkpoints as
+Delta's writers do. Its cleanup of expired log files stays as the table configures it."""
+
 WRITE_CONF = {"spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS"}
 """Set for the duration of each write: Delta readers expect INT64 micros, Spark's default is INT96."""
 
 UNSUPPORTED_READER_FEATURES = {"deletionVectors", "columnMapping", "v2Checkpoint"}
 """Features whose semantics a plain Parquet read of the active files would get wrong."""
+
+CHECKPOINT_INTERVAL = 10
+"""Delta's default `delta.checkpointInterval`: commits between checkpoints, so loading a version replays
+at most that many JSON commits after the newest checkpoint instead of the whole log."""
 
 
 class EmbeddedBackend:
@@ -115,7 +128,7 @@ class EmbeddedBackend:
     def _spark_path(self, table: str, relative: str) -> str:
         return relative if "://" in relative else f"{self.location(table)}/{relative}"
 
-    def history(self, table: str) -> DataFrame:
+    def history(self, table: str, limit: Optional[int] = None) -> DataFrame:
         rows = [
             (
                 h["version"],
@@ -126,7 +139,7 @@ class EmbeddedBackend:
                 h.get(COMMIT_INFO_KEY) or json.dumps(h.get("userMetadata") or {}),
                 h.get("engineInfo") or h.get("clientVersion"),
             )
-            for h in self._require(table).history()
+            for h in self._require(table).history(limit)
         ]
         schema = (
             "version long, timestamp_ms long, operation string, operation_parameters string, "
@@ -139,26 +152,72 @@ class EmbeddedBackend:
             .orderBy(F.desc("version"))
         )
 
-    def commit_infos(self, table: str) -> list[tuple[int, dict]]:
-        found = [(h["version"], decode_commit_info(h.get(COMMIT_INFO_KEY))) for h in self._require(table).history()]
+    def commit_infos(self, table: str, limit: Optional[int] = None) -> list[tuple[int, dict]]:
+        history = self._require(table).history(limit)
+        found = [(h["version"], decode_commit_info(h.get(COMMIT_INFO_KEY))) for h in history]
         return sorted(((v, info) for v, info in found if info is not None), key=lambda p: -p[0])
 
     # -- maintenance ----------------------------------------------------------------------------
     def vacuum(self, table: str, retention_hours: int) -> list[str]:
-        """Delete files no version newer than `retention_hours` needs, and the write folders of
-        commits that never happened (a killed driver's `data-*` folder), once that old."""
+        """Delete files no version newer than `retention_hours` needs, and the write folders (`data-*`) untouched
+        that long which then hold no data file: a killed driver's, or one whose files were all replaced."""
         dt = self._require(table)
+        stale = self._folders_older_than(table, retention_hours)  # before vacuum's deletions touch their mtimes
         removed = dt.vacuum(retention_hours=retention_hours, dry_run=False, enforce_retention_duration=False,
-                            full=True)
-        live = {p.split("/", 1)[0] for p in pa.table(dt.get_add_actions(flatten=False)).column("path").to_pylist()}
-        cutoff_ns = (time.time() - retention_hours * 3600) * 1e9
-        for info in self.fs.get_file_info(pafs.FileSelector(self._fs_path(table))):
-            stale = info.mtime_ns is not None and info.mtime_ns < cutoff_ns
-            if info.type == pafs.FileType.Directory and info.base_name.startswith("data-") \
-                    and info.base_name not in live and stale:
-                self.fs.delete_dir(info.path)
-                removed.append(info.base_name + "/")
+                            full=True, post_commithook_properties=POST_COMMIT)
+        base = self._fs_path(table).rstrip("/") + "/"
+        holding = {  # folders with a data file vacuum kept: some version within the retention still reads it
+            info.path[len(base):].split("/", 1)[0]
+            for info in self.fs.get_file_info(pafs.FileSelector(base, recursive=True))
+            if info.is_file and info.base_name.endswith(".parquet") and info.path[len(base):].count("/") == 1
+        }
+        for name in sorted(stale - holding):
+            self.fs.delete_dir(base + name)
+            removed.append(name + "/")
+        self._checkpoint_if_due(table, dt)  # vacuum commits too (VACUUM START/END)
         return sorted(removed)
+
+    def _folders_older_than(self, table: str, hours: float) -> set[str]:
+        cutoff_ns = (time.time() - hours * 3600) * 1e9
+        return {
+            info.base_name
+            for info in self.fs.get_file_info(pafs.FileSelector(self._fs_path(table)))
+            if info.type == pafs.FileType.Directory and info.base_name.startswith("data-")
+            and info.mtime_ns is not None and info.mtime_ns < cutoff_ns
+        }
+
+    def optimize(self, table: str, target_size: Optional[int]) -> OptimizeResult:
+        """delta-rs' compaction: small files rewritten into files of about `target_size` bytes in one commit
+        that changes no data (Parquet with statistics, timestamps as INT64 micros, as Spark reads them)."""
+        dt = self._require(table)
+        _check_readable(table, dt)
+        metrics = dt.optimize.compact(target_size=target_size, post_commithook_properties=POST_COMMIT,
+                                      commit_properties=CommitProperties(custom_metadata=COMMIT_METADATA))
+        self._checkpoint_if_due(table, dt)
+        return OptimizeResult(table, dt.version(), metrics["numFilesRemoved"], metrics["numFilesAdded"],
+                              json.loads(metrics["filesRemoved"])["totalSize"],
+                              json.loads(metrics["filesAdded"])["totalSize"])
+
+    def _checkpoint_if_due(self, table: str, dt: DeltaTable) -> None:
+        """Checkpoint `dt` (at the version just committed) once the log passed a multiple of the table's
+        `delta.checkpointInterval` since its newest checkpoint, as Delta's writers do; a version another commit
+        (vacuum's, another writer's) took is caught up by the next. A failed checkpoint only warns: the commit
+        stands, and readers replay the JSON commits as before."""
+        interval = int((dt.metadata().configuration or {}).get("delta.checkpointInterval") or CHECKPOINT_INTERVAL)
+        if dt.version() // interval <= self._last_checkpoint(table) // interval:
+            return
+        try:
+            dt.create_checkpoint()
+        except (DeltaError, OSError) as e:
+            warnings.warn(f"mmcurate: checkpoint of {table!r} at version {dt.version()} failed: {e}", stacklevel=3)
+
+    def _last_checkpoint(self, table: str) -> int:
+        """The version of the table's newest checkpoint (its `_delta_log/_last_checkpoint`), 0 when it has none."""
+        try:
+            with self.fs.open_input_stream(f"{self._fs_path(table)}/_delta_log/_last_checkpoint") as f:
+                return json.loads(f.read())["version"]
+        except FileNotFoundError:
+            return 0
 
     # -- write ----------------------------------------------------------------------------------
     def write(
@@ -216,7 +275,7 @@ class EmbeddedBackend:
                 df.write.mode("error").parquet(f"{self.location(table)}/{folder}")
             files = self._written_files(f"{self.location(table)}/{folder}", staging_fs)
             actions, rows = add_actions(self.fs, self._fs_path(table), files)
-            metadata = {"engine": "mmcurate-embedded"}
+            metadata = dict(COMMIT_METADATA)
             if commit_info:
                 metadata[COMMIT_INFO_KEY] = encode_commit_info(commit_info)
             if read_version is not None and self._require(table).version() != read_version:
@@ -237,6 +296,8 @@ class EmbeddedBackend:
             raise
         if not actions:
             self._remove_quietly(staging_fs)
+        if dt is not None:  # _commit brought it to the committed version
+            self._checkpoint_if_due(table, dt)
         return WriteResult(table, version, files_added=len(actions), rows_added=rows)
 
     def _written_files(self, location: str, staging_fs: str) -> list[str]:
@@ -263,6 +324,7 @@ class EmbeddedBackend:
                     actions,
                     mode="error",
                     commit_properties=properties,
+                    post_commithook_properties=POST_COMMIT,
                     storage_options=self.storage_options,
                 )
                 return 0
@@ -277,7 +339,8 @@ class EmbeddedBackend:
                 if mode == "ignore":
                     return dt.version()
         try:
-            dt.create_write_transaction(actions, mode=mode, schema=arrow_schema, commit_properties=properties)
+            dt.create_write_transaction(actions, mode=mode, schema=arrow_schema, commit_properties=properties,
+                                        post_commithook_properties=POST_COMMIT)
         except CommitFailedError as e:
             raise CommitConflictError(f"commit to {table!r} conflicted with a concurrent writer: {e}") from e
         dt.update_incremental()

@@ -14,6 +14,7 @@ from pyspark.sql import functions as F
 from mmcurate.lakehouse.base import (
     CommitConflictError,
     COMMIT_INFO_KEY,
+    OptimizeResult,
     SchemaMismatchError,
     TableExistsError,
     TableNotFoundError,
@@ -23,7 +24,10 @@ from mmcurate.lakehouse.base import (
     replace_where_sql,
     schema_differences,
 )
-from mmcurate.spark import is_connect
+from mmcurate.spark import is_connect, session_conf
+
+OPTIMIZE_MAX_FILE_SIZE = "spark.databricks.delta.optimize.maxFileSize"
+"""The Delta setting OPTIMIZE bins files up to (bytes)."""
 
 
 def delta_log_folders(spark: SparkSession, root: str) -> list[str]:
@@ -89,8 +93,8 @@ class NativeBackend:
             reader = reader.option("versionAsOf", version)
         return reader.table(self.location(table)) if self.catalog else reader.load(self.location(table))
 
-    def history(self, table: str) -> DataFrame:
-        h = self._delta_table(table).history()
+    def history(self, table: str, limit: Optional[int] = None) -> DataFrame:
+        h = self._delta_table(table).history(limit)
         return h.select(
             "version",
             "operation",
@@ -101,8 +105,8 @@ class NativeBackend:
             "timestamp",
         ).orderBy(F.desc("version"))
 
-    def commit_infos(self, table: str) -> list[tuple[int, dict]]:
-        rows = self._delta_table(table).history().select("version", "userMetadata").collect()  # one row per commit
+    def commit_infos(self, table: str, limit: Optional[int] = None) -> list[tuple[int, dict]]:
+        rows = self._delta_table(table).history(limit).select("version", "userMetadata").collect()  # a row a commit
         found = []
         for row in rows:
             outer = decode_commit_info(row.userMetadata)
@@ -115,6 +119,14 @@ class NativeBackend:
         """Delta's VACUUM (the connector enforces its own minimum retention unless configured)."""
         self._delta_table(table).vacuum(retention_hours)
         return []
+
+    def optimize(self, table: str, target_size: Optional[int]) -> OptimizeResult:
+        """Delta's OPTIMIZE (bin-packing compaction); `target_size` is its maximum file size for this call only."""
+        settings = {OPTIMIZE_MAX_FILE_SIZE: str(target_size)} if target_size else {}
+        with session_conf(self.spark, settings):
+            metrics = self._delta_table(table).optimize().executeCompaction().select("metrics.*").first()
+        return OptimizeResult(table, self.version(table), metrics.numFilesRemoved, metrics.numFilesAdded,
+                              metrics.filesRemoved.totalSize or 0, metrics.filesAdded.totalSize or 0)
 
     def write(
         self,
