@@ -1,9 +1,13 @@
 """Shared helpers of the benchmark scripts: timing and ratio reporting in one run."""
 from __future__ import annotations
 
+import shutil
 import statistics
+import tempfile
 import time
-from typing import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -34,6 +38,22 @@ def report(title: str, times: dict[str, float], baseline: str, goal: float | Non
     if goal is not None:
         print(f"  goal <= {goal:.2f}x: {'met' if worst <= goal else 'NOT met'}")
     return worst
+
+
+@contextmanager
+def scratch(prefix: str) -> Iterator[Path]:
+    """A fresh temporary folder for a benchmark's inputs and outputs, removed afterwards."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def load_average() -> str:
+    """The 1-minute load average: how shared the machine was while a benchmark ran."""
+    loadavg = Path("/proc/loadavg")
+    return loadavg.read_text().split()[0] if loadavg.exists() else "?"
 
 
 def run(main: Callable[[], None]) -> None:

@@ -15,24 +15,27 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import io
 import os
 import re
-import shutil
 import sys
-import tempfile
 from multiprocessing import Pool
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import median_times, report, run  # noqa: E402
+from _common import load_average, median_times, report, run, scratch  # noqa: E402
 
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 from fastwarc.warc import ArchiveIterator, WarcRecordType  # noqa: E402
 
+from mmcurate import steps  # noqa: E402
 from mmcurate.io.documents import Bad, ReaderOptions  # noqa: E402
+from mmcurate.io.ingest import ingest  # noqa: E402
 from mmcurate.io.readers.html import html_document, page_id  # noqa: E402
 from mmcurate.io.readers.warc import warc_page  # noqa: E402
+from mmcurate.lakehouse import Lakehouse  # noqa: E402
+from mmcurate.spark import get_spark  # noqa: E402
 
 WARCIO = Path(__file__).resolve().parents[2] / "shared" / "data" / "warc" / "warcio"
 CLEAN = ("example.warc", "example.warc.gz", "example-iana.org-chunked.warc", "example-wget-bad-target-uri.warc.gz",
@@ -56,8 +59,6 @@ def write_warcs(out: Path, files: int, copies: int) -> int:
 
 
 def _pages(data: bytes):
-    import io
-
     for record in ArchiveIterator(io.BytesIO(data), record_types=WarcRecordType.response, parse_http=True):
         page = warc_page(record)
         if page is not None:
@@ -95,54 +96,36 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
-    from mmcurate import steps
-    from mmcurate.io.ingest import ingest
-    from mmcurate.lakehouse import Lakehouse
-    from mmcurate.spark import get_spark
-
-    work = Path(tempfile.mkdtemp(prefix="mmcurate-bench-warc-"))
-    try:
-        crawl = work / "crawl"
-        crawl.mkdir()
+    with scratch("mmcurate-bench-warc-") as work:
+        crawl, warm, bare_out = work / "crawl", work / "warm", work / "bare"
+        for folder in (crawl, warm, bare_out):
+            folder.mkdir()
         pages = write_warcs(crawl, args.files, args.copies)
-        size_mb = sum(p.stat().st_size for p in crawl.iterdir()) / 2**20
-        warm = work / "warm"
-        warm.mkdir()
         write_warcs(warm, 2, 1)
+        size_mb = sum(p.stat().st_size for p in crawl.iterdir()) / 2**20
         spark = get_spark(master="local[2]")
         with ingest(spark, str(warm), "warc") as warmed:  # JVM and Python workers (trafilatura imported) outside the timings
             warmed.items.count()
-
-        bare_out = work / "bare"
-        bare_out.mkdir()
         warcs = sorted(str(p) for p in crawl.iterdir())
+        lakes = iter(range(args.repeat))
 
         def bare():
             with Pool(2) as pool:
                 assert sum(pool.map(bare_file, [(w, str(bare_out)) for w in warcs])) == pages
 
-        counter = iter(range(args.repeat))
-
         def ours():
-            lake = Lakehouse.open(spark, str(work / f"lake{next(counter)}"), backend="embedded")
+            lake = Lakehouse.open(spark, str(work / f"lake{next(lakes)}"), backend="embedded")
             summary = steps.ingest(lake, str(crawl), "warc")
             assert summary["documents"] == pages, summary
 
         times = median_times({"bare fastwarc+html_document, 2 procs": bare, "mmcurate steps.ingest warc": ours},
                              args.repeat)
-        print(f"{pages} pages in {args.files} WARC files ({size_mb:.0f} MiB), local[2], load {_load()}")
+        print(f"{pages} pages in {args.files} WARC files ({size_mb:.0f} MiB), local[2], load {load_average()}")
         ratio = report("WARC -> items (text blocks, URL-only images)", times, "bare fastwarc+html_document, 2 procs",
                        goal=1.3)
         for name, seconds in times.items():
             print(f"  {name:<34} {pages / seconds:8.0f} pages/s")
         print(f"\nRESULT warc_ratio={ratio:.2f}")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def _load() -> str:
-    """The 1-minute load average, which says how shared the machine was."""
-    return Path("/proc/loadavg").read_text().split()[0] if Path("/proc/loadavg").exists() else "?"
 
 
 if __name__ == "__main__":
