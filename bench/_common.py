@@ -42,6 +42,12 @@ def report(title: str, times: dict[str, float], baseline: str, goal: float | Non
     return worst
 
 
+def load_average() -> str:
+    """The 1-minute load average: how shared the machine was while a benchmark ran."""
+    loadavg = Path("/proc/loadavg")
+    return loadavg.read_text().split()[0] if loadavg.exists() else "?"
+
+
 def run(main: Callable[[], None]) -> None:
     """Run a benchmark's main and say how long the whole script took."""
     started = time.perf_counter()

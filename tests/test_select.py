@@ -122,7 +122,7 @@ def check_invariants(selection, n_items: int) -> list:
 # --- recipes and their validation -------------------------------------------------------------
 
 def test_packaged_recipes_load_with_a_source_for_every_rule():
-    assert packaged_recipes() == ["c4", "clip_alignment", "dedup_exact", "fineweb", "gopher", "mmc4", "nemo_default", "obelics"]
+    assert packaged_recipes() == ["c4", "clip_alignment", "dedup_exact", "fineweb", "gopher", "mmc4", "nemo_default", "obelics", "web_images"]
     nemo = Recipe.from_yaml("nemo_default")
     assert [(r.name, r.level, r.predicate) for r in nemo.rules] == [
         ("decodable", "image", "decode_ok"),
@@ -174,7 +174,7 @@ def test_malformed_recipes_are_refused(tmp_path, text, message):
 
 
 def test_unknown_recipe_name_lists_the_packaged_ones():
-    with pytest.raises(RecipeError, match="packaged: \\['c4', 'clip_alignment', 'dedup_exact', 'fineweb', 'gopher', 'mmc4', 'nemo_default', 'obelics'\\]"):
+    with pytest.raises(RecipeError, match="packaged: \\['c4', 'clip_alignment', 'dedup_exact', 'fineweb', 'gopher', 'mmc4', 'nemo_default', 'obelics', 'web_images'\\]"):
         Recipe.from_yaml("no_such_recipe")
 
 

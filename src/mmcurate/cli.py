@@ -7,6 +7,7 @@ import sys
 from typing import Callable, Optional
 
 from mmcurate.io.formats import FORMATS
+from mmcurate.packaged import packaged_names
 
 
 def _lakehouse(args):
@@ -401,7 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(image_qr) score only the rows its earlier rules keep")
 
     p = sub.add_parser("select", parents=[common], help=COMMANDS["select"][1])
-    p.add_argument("--recipe", required=True, help="packaged recipe (nemo_default, obelics) or a YAML path")
+    p.add_argument("--recipe", required=True,
+                   help=f"packaged recipe ({', '.join(packaged_names('recipes'))}) or a YAML path")
     p.add_argument("--curated-table", default="curated_items", help="table the kept items go to")
 
     p = sub.add_parser("mix", parents=[common], help=COMMANDS["mix"][1])

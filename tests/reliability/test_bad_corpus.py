@@ -36,7 +36,8 @@ BAD = Path(__file__).resolve().parents[1] / "data" / "bad"
 CASES = json.loads((BAD / "cases.json").read_text())
 INVENTORY = json.loads((BAD / "inventory.json").read_text())
 BY_NAME = {c["case"]: c for c in CASES}
-FOLDERS = {"webdataset": "wds", "documents": "documents", "mmc4": "mmc4", "nemo_parquet": "nemo_parquet"}
+FOLDERS = {"webdataset": "wds", "documents": "documents", "mmc4": "mmc4", "nemo_parquet": "nemo_parquet",
+           "warc": "warc", "html": "html", "pdf": "pdf"}
 ISOLATED = sorted({c["file"] for c in CASES if c.get("isolate")})
 CRASH_REASONS = {"reader_error"}  # a reader raised: the rest of its file went to one catch-all row
 IMAGE_ITEM_REASONS = {"missing_image_member", "invalid_image_bytes", "unmatched_image", "truncated_member",

@@ -24,7 +24,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mmcurate.io.documents import STAGE, Bad, ReaderOptions, document_rows, quarantine_row
-from mmcurate.io.readers.html import read_html
+from mmcurate.io.readers.html import PAGE_FIELDS, read_html
 from mmcurate.io.readers.nemo_parquet import read_nemo_parquet
 from mmcurate.io.readers.pdf import read_pdf
 from mmcurate.io.readers.records import read_documents, read_mmc4
@@ -42,6 +42,8 @@ READERS: dict[str, Callable] = {
     "warc": read_warc,  # crawl archives (WARC, ARC): each HTML 200 response is a page document
     "html": read_html,  # saved web pages, one document per file
 }
+FIELDS: dict[str, dict[str, str]] = {"warc": PAGE_FIELDS, "html": PAGE_FIELDS}
+"""Passthrough columns a format always has (name -> kind), beyond those seen in the data."""
 PATTERNS = {
     "webdataset": ("*.tar", "*.tar.gz", "*.tgz"),
     "documents": ("*.jsonl", "*.jsonl.gz", "*.json", "*.parquet"),
@@ -206,7 +208,6 @@ def ingest(
 
     The parse is cached for the three tables: use the result in a `with` block (or `unpersist()` it).
 
-    format: one of READERS ("webdataset", "documents", "mmc4", "nemo_parquet", "pdf").
     format: one of READERS ("webdataset", "documents", "mmc4", "nemo_parquet", "pdf", "warc", "html").
     An empty list of paths gives an empty result (NeMo Curator's readers do the same); folders or globs
     that match no file raise FileNotFoundError, so a mistyped location never passes for an empty dataset.
@@ -239,7 +240,7 @@ def ingest(
             .where("_rank > 1")
         )
         items = items_all.join(losers.select("sample_id", "origin"), ["sample_id", "origin"], "left_anti")
-        items = _with_passthrough(items, options).persist(StorageLevel.MEMORY_AND_DISK)  # read 3 times
+        items = _with_passthrough(items, options, FIELDS.get(format, {})).persist(StorageLevel.MEMORY_AND_DISK)  # read 3 times
 
     duplicates = losers.select(
         "source", "locator", F.lit(STAGE).alias("stage"), F.lit("duplicate_sample_id").alias("reason"),
@@ -258,12 +259,12 @@ def ingest(
     return IngestResult(items, images, quarantine, files, [union, items], tuple(dict.fromkeys(requested)))
 
 
-def _with_passthrough(items: DataFrame, options: ReaderOptions) -> DataFrame:
+def _with_passthrough(items: DataFrame, options: ReaderOptions, declared: dict[str, str]) -> DataFrame:
     """Expand the encoded passthrough JSON into one typed column per field.
 
-    Field names and kinds are a small distinct set gathered from the data; a field seen with
-    several kinds becomes a string column (numbers as their JSON text)."""
-    kinds_seen: dict[str, set] = {}
+    Field names and kinds are a small distinct set gathered from the data, plus the format's `declared` ones; a
+    field seen with several kinds becomes a string column (numbers as their JSON text)."""
+    kinds_seen: dict[str, set] = {name: {kind} for name, kind in declared.items()}
     rows = (
         items.where("passthrough_kinds IS NOT NULL")
         .select(F.explode(F.from_json("passthrough_kinds", "map<string,string>")))

@@ -6,6 +6,9 @@ Writes, next to this file:
 * `documents/`     OBELICS-style JSON Lines (`texts`/`images`, optional parallel `image_bytes` base64)
 * `mmc4/`          MMC4 JSON Lines (`text_list`, `image_info[]` with `matched_text_index`, `image_base64`)
 * `nemo_parquet/`  NeMo Curator interleaved Parquet (one row per item)
+* `warc/`          WARC crawls (records written here: gzip per record or plain), cut, with malformed or skipped records
+* `html/`          saved pages with broken markup, a wrong charset, an empty body
+* `pdf/`           PDFs written here (Helvetica text pages): encrypted (RC4, user password), cut, corrupt, too long
 * `cases.json`     one entry per case: {case, format, file, locator_contains, expect, check?, input, bug?, isolate?,
                    verify_images?}
                    `expect` is the quarantine reason the case must produce at a locator containing
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import hashlib
 import io
 import json
 import random
@@ -48,7 +52,8 @@ SHARED = REPO.parent / "shared" / "data"
 PILLOW = SHARED / "images" / "pillow_tests"
 SKIMAGE = SHARED / "images" / "skimage"
 MTIME = 1700000000  # fixed member mtime: the tars are byte-for-byte reproducible
-FORMATS = {"wds": "webdataset", "documents": "documents", "mmc4": "mmc4", "nemo_parquet": "nemo_parquet"}
+FORMATS = {"wds": "webdataset", "documents": "documents", "mmc4": "mmc4", "nemo_parquet": "nemo_parquet",
+           "warc": "warc", "html": "html", "pdf": "pdf"}
 
 NEMO_SCHEMA = pa.schema([
     pa.field("sample_id", pa.string()),
@@ -724,6 +729,213 @@ def write_nemo(out: Path):
          "Parquet file cut in half (no footer)")
 
 
+# ---------------------------------------------------------------------------------------------- WARC
+
+PAGE_TEXTS = 4  # text items trafilatura makes of `page_html`: the heading and three paragraphs
+PAGE_IMAGES = 1
+
+
+def page_html(title: str) -> bytes:
+    """A small article page: a heading, three paragraphs and one declared-size photo between them."""
+    paragraphs = [f"<p>{title}: paragraph {i} tells of the mills along the river and the people who worked "
+                  f"them, long enough to be main content.</p>" for i in range(3)]
+    return (f"<html><head><title>{title}</title></head><body><nav><a href='/'>Home</a></nav><article>"
+            f"<h1>{title}</h1>{paragraphs[0]}<img src='photo.jpg' width='640' height='480' alt='mill'>"
+            f"{''.join(paragraphs[1:])}</article></body></html>").encode()
+
+
+def warc_record(uri, body: bytes, status="200 OK", content_type="text/html; charset=utf-8", headers=b"") -> bytes:
+    """A WARC/1.0 response record (uri None: without WARC-Target-URI), ids and digest derived from the content."""
+    http = (f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n".encode()
+            + headers + b"\r\n" + body)
+    digest = "sha1:" + base64.b32encode(hashlib.sha1(body).digest()).decode()
+    record_id = hashlib.md5(http + (uri or "").encode()).hexdigest()
+    head = (f"WARC/1.0\r\nWARC-Type: response\r\nWARC-Record-ID: <urn:uuid:{record_id}>\r\n"
+            f"WARC-Date: 2024-01-01T00:00:00Z\r\n" + (f"WARC-Target-URI: {uri}\r\n" if uri else "")
+            + f"WARC-Payload-Digest: {digest}\r\nContent-Type: application/http; msgtype=response\r\n"
+            f"Content-Length: {len(http)}\r\n\r\n")
+    return head.encode() + http + b"\r\n\r\n"
+
+
+def warc_page_id(uri: str, body: bytes) -> str:
+    """The sample id docs/web.md gives a crawled page: sha1 of the URL, a newline and the payload digest."""
+    digest = "sha1:" + base64.b32encode(hashlib.sha1(body).digest()).decode()
+    return hashlib.sha1(f"{uri}\n{digest}".encode()).hexdigest()[:20]
+
+
+def write_warc_file(out: Path, name: str, records, gz: bool) -> list[int]:
+    """records: (record bytes, uri, body, case, covered_by); registers each record with a case as an input (a page,
+    or a record that should have been one), not the responses the reader skips. Returns the record offsets (of each
+    gzip member when gz)."""
+    data, offsets = b"", []
+    for record, uri, body, case_name, covered_by in records:
+        offsets.append(len(data))
+        data += gzip.compress(record, 9, mtime=0) if gz else record
+        if case_name is not None:
+            inventory("warc", f"warc/{name}", f"offset:{offsets[-1]}", warc_page_id(uri, body) if uri else None,
+                      PAGE_TEXTS, PAGE_IMAGES, case_name, covered_by)
+    (out / name).write_bytes(data)
+    return offsets
+
+
+def write_warc(out: Path):
+    fmt = "warc"
+    page = lambda n: (f"https://bad.example/{n}", page_html(f"Page {n}"))
+
+    def good(n, case_name, covered_by=None):
+        uri, body = page(n)
+        return warc_record(uri, body), uri, body, case_name, covered_by
+
+    # truncated .warc.gz: cut inside the third record's gzip member ----------------------------------
+    records = [good("trunc-a", "truncated_warc_gz"), good("trunc-b", "truncated_warc_gz"),
+               good("trunc-c", "truncated_warc_gz", covered_by="truncated_warc")]
+    offsets = write_warc_file(out, "truncated.warc.gz", records, gz=True)
+    data = (out / "truncated.warc.gz").read_bytes()
+    (out / "truncated.warc.gz").write_bytes(data[: offsets[2] + (len(data) - offsets[2]) // 2])
+    case("truncated_warc_gz", fmt, "warc/truncated.warc.gz", f"offset:{offsets[2]}", "truncated_warc",
+         "`.warc.gz` (a gzip member per record) cut half-way through its third record",
+         {"kept_sample_ids": [warc_page_id(*page("trunc-a")), warc_page_id(*page("trunc-b"))]})
+
+    # malformed records between good ones: the rest of the file is still read --------------------------
+    uri, body = page("no-uri")
+    no_uri = (warc_record(None, body), None, body, "warc_record_without_uri", None)
+    uri, body = page("bad-gzip")
+    cut = gzip.compress(body, 9, mtime=0)[:40]
+    bad_gzip = (warc_record(uri, cut, headers=b"Content-Encoding: gzip\r\n"), uri, cut, "warc_corrupt_gzip_body", None)
+    records = [good("mal-a", "warc_record_without_uri"), no_uri, good("mal-b", "warc_corrupt_gzip_body"), bad_gzip,
+               good("mal-c", "warc_corrupt_gzip_body")]
+    offsets = write_warc_file(out, "malformed.warc", records, gz=False)
+    kept = [warc_page_id(*page(n)) for n in ("mal-a", "mal-b", "mal-c")]
+    case("warc_record_without_uri", fmt, "warc/malformed.warc", f"offset:{offsets[1]}", "malformed_warc_record",
+         "response record without WARC-Target-URI between good records", {"kept_sample_ids": kept})
+    case("warc_corrupt_gzip_body", fmt, "warc/malformed.warc", f"offset:{offsets[3]}", "malformed_warc_record",
+         "response whose `Content-Encoding: gzip` body is cut after 40 bytes", {"kept_sample_ids": kept})
+
+    # responses that are no page: skipped, not quarantined ---------------------------------------------
+    uri, body = page("skip-ok")
+    records = [(warc_record(f"https://bad.example/missing", page_html("Not found"), status="404 Not Found"),
+                None, None, None, None),
+               (warc_record("https://bad.example/moved", b"", status="301 Moved Permanently",
+                            headers=b"Location: https://bad.example/skip-ok\r\n"), None, None, None, None),
+               (warc_record("https://bad.example/photo.png", png_rgb((4, 4)), content_type="image/png"),
+                None, None, None, None),
+               good("skip-ok", "warc_non_page_responses")]
+    offsets = write_warc_file(out, "skipped.warc.gz", records, gz=True)
+    case("warc_non_page_responses", fmt, "warc/skipped.warc.gz", f"offset:{offsets[3]}", "ok",
+         "a 404 HTML page, a 301 redirect and a 200 image/png response (skipped: no page) before a good page",
+         {"sample_id": warc_page_id(uri, body), "text_items": PAGE_TEXTS, "image_items": PAGE_IMAGES})
+    write_warc_file(out, "no_pages.warc", [records[0][:1] + (None,) * 4, records[2][:1] + (None,) * 4], gz=False)
+    case("warc_without_pages", fmt, "warc/no_pages.warc", "", "no_documents",
+         "a WARC holding only a 404 page and an image response")
+
+
+# ---------------------------------------------------------------------------------------------- HTML
+
+def write_html(out: Path):
+    fmt = "html"
+    canonical = lambda name: f'<link rel="canonical" href="https://bad.example/{name}">'.encode()
+
+    def page(name, raw, case_name, expect, desc, n_texts=0, n_images=0, check=None):
+        (out / f"{name}.html").write_bytes(raw)
+        sample_id = hashlib.sha1(f"https://bad.example/{name}\n".encode()).hexdigest()[:20]
+        inventory(fmt, f"html/{name}.html", "file", sample_id, n_texts, n_images, case_name)
+        case(case_name, fmt, f"html/{name}.html", "file", expect, desc,
+             {"sample_id": sample_id, **(check or {})} if expect == "ok" else None)
+
+    words = "about the mill race, the weir and the village square, with enough words to be main content"
+    broken = (b"<html><head>" + canonical("broken") + b"<title>Broken</title></head><body><div><article>"
+              b"<p>First paragraph " + words.encode() + b".<p>Second <b>bold <i>and italic</b> still</i> " + words.encode()
+              + b".</span></div></div><p>Third paragraph after stray closing tags " + words.encode() + b".")
+    page("broken", broken, "html_broken_markup", "ok",
+         "unclosed `<p>`, misnested `<b><i>`, stray `</span></div>`, no `</body></html>`", 3, 0, {"text_items": 3})
+    latin1 = ("<html><head>" + canonical("charset").decode() + '<meta charset="utf-8"><title>Caf\xe9</title></head>'
+              "<body><article>" + "".join(f"<p>Le caf\xe9 du matin num\xe9ro {i}, servi pr\xe8s de la fen\xeatre avec une "
+                                          "tartine et un journal du jour.</p>" for i in range(3))
+              + "</article></body></html>").encode("latin-1")
+    page("charset", latin1, "html_wrong_charset", "ok",
+         "declares `<meta charset=utf-8>` but its bytes are Latin-1 (decoded by trafilatura's charset detection)",
+         3, 0, {"text_items": 3})
+    page("empty_body", b"<html><head>" + canonical("empty_body") + b"<title>Empty</title></head><body></body></html>",
+         "html_empty_body", "no_main_content", "a page whose `<body>` is empty")
+    page("zero_bytes", b"", "html_zero_bytes", "unparsable_html", "a zero-byte `.html` file")
+
+
+# ---------------------------------------------------------------------------------------------- PDF
+
+PDF_PAD = bytes.fromhex("28BF4E5E4E758A4164004E56FFFA01082E2E00B6D0683E802F0CA9FE6453697A")
+"""The password padding of the PDF Standard security handler (ISO 32000-1, 7.6.3.3)."""
+
+
+def rc4(key: bytes, data: bytes) -> bytes:
+    state, j = list(range(256)), 0
+    for i in range(256):
+        j = (j + state[i] + key[i % len(key)]) % 256
+        state[i], state[j] = state[j], state[i]
+    out, i, j = bytearray(), 0, 0
+    for byte in data:
+        i = (i + 1) % 256
+        j = (j + state[i]) % 256
+        state[i], state[j] = state[j], state[i]
+        out.append(byte ^ state[(state[i] + state[j]) % 256])
+    return bytes(out)
+
+
+def pdf_bytes(texts: list[str], user_password: str = None) -> bytes:
+    """A PDF with one Helvetica line per page; with `user_password`, encrypted with the Standard security handler
+    (revision 2, RC4 40-bit; ISO 32000-1 algorithms 2-4), so it opens only with that password."""
+    file_id = hashlib.md5(b"mmcurate bad corpus").digest()
+    objects = {1: b"<< /Type /Catalog /Pages 2 0 R >>", 3: b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"}
+    key = None
+    if user_password is not None:
+        padded = (user_password.encode() + PDF_PAD)[:32]
+        owner = rc4(hashlib.md5((b"owner" + PDF_PAD)[:32]).digest()[:5], padded)
+        key = hashlib.md5(padded + owner + struct.pack("<i", -4) + file_id).digest()[:5]
+        objects[4 + 2 * len(texts)] = (b"<< /Filter /Standard /V 1 /R 2 /P -4 /O <" + owner.hex().encode()
+                                       + b"> /U <" + rc4(key, PDF_PAD).hex().encode() + b"> >>")
+    for i, text in enumerate(texts):
+        page, content = 4 + 2 * i, 5 + 2 * i
+        stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
+        if key is not None:  # algorithm 1: the object's own key
+            stream = rc4(hashlib.md5(key + struct.pack("<I", content)[:3] + b"\0\0").digest()[:10], stream)
+        objects[page] = (f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >>"
+                         f" /Contents {content} 0 R >>").encode()
+        objects[content] = b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream"
+    kids = " ".join(f"{4 + 2 * i} 0 R" for i in range(len(texts)))
+    objects[2] = f"<< /Type /Pages /Kids [{kids}] /Count {len(texts)} >>".encode()
+    out, offsets = bytearray(b"%PDF-1.4\n"), {}
+    for number in sorted(objects):
+        offsets[number] = len(out)
+        out += b"%d 0 obj\n" % number + objects[number] + b"\nendobj\n"
+    xref, size = len(out), max(objects) + 1
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % size + b"".join(b"%010d 00000 n \n" % offsets[n] for n in range(1, size))
+    encrypt = b" /Encrypt %d 0 R" % (size - 1) if key is not None else b""
+    out += (b"trailer\n<< /Size %d /Root 1 0 R /ID [<%s> <%s>]%s >>\nstartxref\n%d\n%%%%EOF\n"
+            % (size, file_id.hex().encode(), file_id.hex().encode(), encrypt, xref))
+    return bytes(out)
+
+
+def write_pdf(out: Path):
+    fmt = "pdf"
+
+    def pdf(name, data, case_name, expect, desc, n_texts, check=None):
+        (out / f"{name}.pdf").write_bytes(data)
+        inventory(fmt, f"pdf/{name}.pdf", "file", name, n_texts, 0, case_name)
+        case(case_name, fmt, f"pdf/{name}.pdf", "file", expect, desc,
+             {"sample_id": name, **(check or {})} if expect == "ok" else None)
+
+    pdf("control", pdf_bytes(["A well-formed first page.", "And a second one."]), "pdf_control", "ok",
+        "two text pages", 2, {"text_items": 2})
+    pdf("encrypted", pdf_bytes(["A page only the password opens."], user_password="user"), "pdf_encrypted",
+        "pdf_encrypted", "RC4-40 encrypted PDF with user password `user` (none is tried)", 1)
+    three = pdf_bytes([f"Page {i + 1} of a file cut short." for i in range(3)])
+    pdf("truncated", three[: len(three) // 2], "pdf_truncated", "unreadable_pdf",
+        "a 3-page PDF cut in half (no xref, no trailer)", 3)
+    pdf("corrupt", three[:200] + bytes(range(256)) * 2 + three[712:], "pdf_corrupt", "unreadable_pdf",
+        "a 3-page PDF with 512 bytes overwritten by binary garbage (the first page object's dictionary)", 3)
+    pdf("too_many_pages", pdf_bytes([f"Page {i + 1}." for i in range(51)]), "pdf_over_page_limit", "pdf_too_large",
+        "a 51-page PDF (pdf_max_pages=50 by default, MINT-1T's limit)", 51)
+
+
 def main():
     for folder in FORMATS:
         target = HERE / folder
@@ -734,6 +946,9 @@ def main():
     write_documents(HERE / "documents")
     write_mmc4(HERE / "mmc4")
     write_nemo(HERE / "nemo_parquet")
+    write_warc(HERE / "warc")
+    write_html(HERE / "html")
+    write_pdf(HERE / "pdf")
     (HERE / "cases.json").write_text(json.dumps(CASES, indent=1, ensure_ascii=False) + "\n")
     (HERE / "inventory.json").write_text(  # one input per line
         "[\n" + ",\n".join(json.dumps(entry, ensure_ascii=False) for entry in INVENTORY) + "\n]\n")

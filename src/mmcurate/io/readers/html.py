@@ -3,7 +3,7 @@
 Main content comes from trafilatura (boilerplate, navigation and cookie banners removed) as XML
 with `<graphic>` elements where the page's images stood. Before extraction every `<img>` gets one
 absolute `src` (largest `srcset`/`<picture>` candidate, resolved against `<base href>` and the page
-URL) so the declared alt/width/height can be found again; images are URL-only items for a later
+URL) so its alt and declared size can be found again; images are URL-only items for a later
 fetch stage and are never filtered here (logos and icons are for recipe rules, see docs/web.md).
 """
 from __future__ import annotations
@@ -23,6 +23,10 @@ INLINE_TAGS = frozenset({"hi", "ref", "lb", "del", "span", "cell"})
 """trafilatura XML elements that continue the surrounding paragraph; every other element ends one."""
 _SPACES = re.compile(r"[ \t\r\f\v\u00a0]+")
 _DIMENSION = re.compile(r"^\s*(\d+)\s*(px)?\s*$")
+PAGE_FIELDS = {"url": "string", "title": "string", "language": "string", "crawl_date": "string",
+               "payload_digest": "string", "alt": "string", "declared_width": "bigint", "declared_height": "bigint"}
+"""The passthrough columns of every html and warc ingest, with their kinds, whether or not the data has a value
+for them (a crawl without images still has `declared_width`), so saved pages and crawls append to one table."""
 
 
 def page_id(url: str, digest: Optional[str] = None) -> str:
@@ -67,26 +71,29 @@ def resolve_base(tree, url: str) -> str:
 
 
 def absolutize_images(tree, base: str) -> dict[str, dict]:
-    """Give each `<img>` one absolute `src` (largest srcset/`<picture>` candidate) and return the
-    declared alt/width/height per resolved URL (first occurrence wins)."""
+    """Give each `<img>` one absolute `src` (largest srcset/`<picture>` candidate) and return per resolved URL its
+    alt and declared size (first occurrence wins). The size is the width/height attributes of the element the
+    chosen URL came from: the `<img>` for its `src` and `srcset` (the rendered size, whichever density is shown),
+    a `<source>` for a `<picture>` source's candidate (art direction may change the shape)."""
     found: dict[str, dict] = {}
     for img in tree.iter("img"):
-        candidates = _srcset(img.get("srcset") or img.get("data-srcset"))
+        candidates = [(url, size, img) for url, size in _srcset(img.get("srcset") or img.get("data-srcset"))]
         picture = next(img.iterancestors("picture"), None)  # libxml2 may nest <img> inside <source>
         if picture is not None:
             for source in picture.iter("source"):
-                candidates += _srcset(source.get("srcset") or source.get("data-srcset"))
-        src = (img.get("src") or img.get("data-src") or "").strip()
+                candidates += [(url, size, source)
+                               for url, size in _srcset(source.get("srcset") or source.get("data-srcset"))]
+        src, owner = (img.get("src") or img.get("data-src") or "").strip(), img
         if candidates:
-            src = max(candidates, key=lambda c: c[1])[0]
+            src, _, owner = max(candidates, key=lambda c: c[1])
         if not src or src.startswith("data:"):
             continue
         absolute = urljoin(base, src)
         for attribute in ("srcset", "data-srcset", "data-src"):
             img.attrib.pop(attribute, None)
         img.set("src", absolute)
-        found.setdefault(absolute, {"alt": img.get("alt"), "width": _dimension(img.get("width")),
-                                    "height": _dimension(img.get("height"))})
+        found.setdefault(absolute, {"alt": img.get("alt"), "declared_width": _dimension(owner.get("width")),
+                                    "declared_height": _dimension(owner.get("height"))})
     return found
 
 
@@ -141,7 +148,8 @@ def xml_items(xml: str, images: dict[str, dict]) -> list[Item]:
                 declared = images.get(src, {})
                 items.append(Item("image", url=src, fields={
                     "alt": declared.get("alt") or element.get("alt"),
-                    "width": declared.get("width"), "height": declared.get("height")}))
+                    "declared_width": declared.get("declared_width"),
+                    "declared_height": declared.get("declared_height")}))
             buffer.append(element.tail or "")
             return
         block = element.tag not in INLINE_TAGS

@@ -56,21 +56,51 @@ def _warc_pages(path: str) -> Iterator[Union[Page, Bad]]:
             for record in ArchiveIterator(stream, record_types=WarcRecordType.response, parse_http=True):
                 offset = record.stream_pos
                 try:
-                    page = _warc_page(record)
+                    page = warc_page(record)
                 except Exception as e:  # one bad record never ends the file
                     yield Bad(path, f"offset:{offset}", "malformed_warc_record", f"{type(e).__name__}: {e}")
                     continue
                 if page is not None:
                     yield page
+            cut = cut_gzip_member(stream, offset) if path.lower().endswith(".gz") else None
+        if cut is not None:
+            yield Bad(path, f"offset:{cut}", "truncated_warc", "the archive ends inside a gzip member")
     except Exception as e:  # the iterator itself died: the records before stand
         yield Bad(path, f"offset:{offset}", "truncated_warc", f"{type(e).__name__}: {e}")
 
 
-def _warc_page(record) -> Optional[Page]:
+def cut_gzip_member(stream, start: int) -> Optional[int]:
+    """The offset of the first gzip member from `start` on that ends before its end-of-stream marker (or is no
+    gzip at all), None when every member is complete. fastwarc stops silently at a cut member, so a truncated
+    `.warc.gz` is checked from its last response record to the end (from the start when that is no member
+    boundary: one gzip member for the whole file)."""
+    stream.seek(start)
+    if start and stream.read(2) != b"\x1f\x8b":
+        start = 0
+    stream.seek(start)
+    member, fed, inflater, data = start, 0, zlib.decompressobj(zlib.MAX_WBITS | 16), b""
+    while True:
+        if not data:
+            data = stream.read(1 << 16)
+            if not data:
+                return member if fed else None
+        fed += len(data)
+        try:
+            inflater.decompress(data)
+        except zlib.error:
+            return member
+        data = b""
+        if inflater.eof:
+            data = inflater.unused_data
+            member += fed - len(data)
+            fed, inflater = 0, zlib.decompressobj(zlib.MAX_WBITS | 16)
+
+
+def warc_page(record) -> Optional[Page]:
     """The record as a Page when it is an HTML 200 response, None for anything else."""
     if record.http_headers is None:
         raise ValueError("response record without parsable HTTP headers")
-    if record.http_headers.status_code != 200 or not _is_html(record.http_content_type):
+    if record.http_headers.status_code != 200 or not is_html(record.http_content_type):
         return None
     url = (record.headers.get("WARC-Target-URI") or "").strip().strip("<>")  # wget writes <uri>
     if not url:
@@ -119,7 +149,8 @@ def _unchunk(body: bytes) -> bytes:
     return b"".join(out)
 
 
-def _is_html(content_type: Optional[str]) -> bool:
+def is_html(content_type: Optional[str]) -> bool:
+    """Whether a Content-Type header names an HTML page (text/html or XHTML)."""
     return (content_type or "").split(";")[0].strip().lower() in ("text/html", "application/xhtml+xml")
 
 
@@ -149,7 +180,7 @@ def _arc_pages(path: str) -> Iterator[Union[Page, Bad]]:
                     yield Bad(path, f"offset:{offset}", "truncated_warc", f"{len(block)} of {length} bytes")
                     return
                 url = fields[0]
-                if url.startswith("filedesc://") or not _is_html(fields[3]):
+                if url.startswith("filedesc://") or not is_html(fields[3]):
                     continue
                 try:
                     page = _arc_page(offset, url, fields[2], block)
@@ -171,7 +202,7 @@ def _arc_page(offset: int, url: str, date: str, block: bytes) -> Optional[Page]:
         raise ValueError(f"no HTTP status line: {lines[0][:100] if lines else ''!r}")
     status = int(lines[0].split()[1])
     headers = {k.strip().lower(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:])}
-    if status != 200 or not _is_html(headers.get("content-type")):
+    if status != 200 or not is_html(headers.get("content-type")):
         return None
     body = decode_body(body, headers)
     crawl_date = f"{date[:4]}-{date[4:6]}-{date[6:8]}T{date[8:10]}:{date[10:12]}:{date[12:14]}Z" \
