@@ -88,13 +88,14 @@ def list_files(paths: Sequence[str] | str, patterns: Iterable[str]) -> list[str]
     return sorted(set(found))
 
 
-def _parse_files(reader: Callable, options: ReaderOptions):
-    """The mapInArrow function: file paths in, union rows out, at most BATCH_ROWS/BATCH_BYTES per batch."""
+def _parse_files(reader: Callable, options: ReaderOptions, files: Sequence[str]):
+    """The mapInArrow function: file indexes (`id`) in, union rows of those `files` out, at most
+    BATCH_ROWS/BATCH_BYTES per batch."""
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         rows, size, seen_images = [], 0, set()
         for batch in batches:
-            for path in batch.column("path").to_pylist():
+            for path in (files[i] for i in batch.column("id").to_pylist()):
                 for row in _file_rows(reader, path, options):
                     if row["kind"] == "image":  # an image repeated within a task travels once
                         if row["image_id"] in seen_images:
@@ -220,15 +221,15 @@ def ingest(
     files = list_files(paths, patterns or PATTERNS[format]) if paths else []
     if not files and paths:  # a folder or glob matching nothing is a mistake; an empty list is empty input (as NeMo)
         raise FileNotFoundError(f"no {format} input files under {paths!r}")
-    listing = spark.createDataFrame(list(enumerate(files)), "file_index long, path string")
+    # One partition per file with no shuffle: range gives slice i exactly the id i; the task maps it to its path.
+    listing = spark.range(0, len(files), 1, max(1, len(files)))
     # Both caches are declared here, in column batches of CACHE_BATCH_ROWS rows (a cache takes the setting when
     # declared): Spark's default of 10,000 rows is gigabytes per batch when rows carry image bytes (or megabyte
     # paragraphs). They fill on first use: the parse in the job gathering passthrough kinds, the items in the
     # first write, so no job runs just to fill them.
     with session_conf(spark, {"spark.sql.inMemoryColumnarStorage.batchSize": str(CACHE_BATCH_ROWS)}):
         union = (
-            listing.repartitionByRange(max(1, len(files)), "file_index")
-            .mapInArrow(_parse_files(READERS[format], options), UNION)
+            listing.mapInArrow(_parse_files(READERS[format], options, files), UNION)
             .persist(StorageLevel.DISK_ONLY)
         )
         items_all = union.where("kind = 'item'")
@@ -249,12 +250,13 @@ def ingest(
     )
     quarantine = union.where("kind = 'quarantine'").select(*QUARANTINE.fieldNames()).unionByName(duplicates)
 
-    images = (
-        union.where("kind = 'image'")
-        .join(items.where("image_id IS NOT NULL").select("image_id").distinct(), "image_id", "left_semi")
-        .select(*IMAGES.fieldNames())
-        .dropDuplicates(["image_id"])
-    )
+    # An image is one row per (image_id, file): each task emits an image once. The copy from the first file is
+    # chosen on the ids alone, so the bytes move only to be written (a broadcast join while the ids are few).
+    image_rows = union.where("kind = 'image'")
+    referenced = items.where("image_id IS NOT NULL").select("image_id").distinct()
+    first = (image_rows.select("image_id", "source").join(referenced, "image_id", "left_semi")
+             .groupBy("image_id").agg(F.min("source").alias("source")))
+    images = image_rows.join(first, ["image_id", "source"], "left_semi").select(*IMAGES.fieldNames())
     requested = (*(options.fields or ()), *options.per_image_fields, *options.per_text_fields)
     return IngestResult(items, images, quarantine, files, [union, items], tuple(dict.fromkeys(requested)))
 
