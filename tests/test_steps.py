@@ -24,28 +24,23 @@ TEXT = ("OpenCV can read an image from a file, show it in a window and write it 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # executors get CountingImageScores by value
 
 
-@dataclass(frozen=True)
-class CountingImageScores(ImageScores):
-    """ImageScores that appends one line per image it decodes to `log` (executors share the local disk)."""
-
-    log: str = ""
-
-    def score(self, data) -> dict:
-        with open(self.log, "a") as f:
-            f.write("decoded\n")
-        return super().score(data)
-
-
-@dataclass(frozen=True)
-class CountingImageQR(ImageQR):
-    """ImageQR that appends one line per image it scores to `log`."""
-
-    log: str = ""
+class Counting:
+    """A stage that appends one line per image it scores to its `log` (executors share the local disk)."""
 
     def score(self, data) -> dict:
         with open(self.log, "a") as f:
             f.write("scored\n")
         return super().score(data)
+
+
+@dataclass(frozen=True)
+class CountingImageScores(Counting, ImageScores):
+    log: str = ""
+
+
+@dataclass(frozen=True)
+class CountingImageQR(Counting, ImageQR):
+    log: str = ""
 
 
 def decoded(log: Path) -> int:
