@@ -23,7 +23,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from mmcurate.io.documents import STAGE, Bad, ReaderOptions, document_rows, quarantine_row
+from mmcurate.io.documents import STAGE, Bad, ReaderOptions, arrow_batch, document_rows, quarantine_row
 from mmcurate.io.readers.html import PAGE_FIELDS, read_html
 from mmcurate.io.readers.nemo_parquet import read_nemo_parquet
 from mmcurate.io.readers.pdf import read_pdf
@@ -116,18 +116,18 @@ def _to_batch(rows: list[dict]) -> pa.RecordBatch:
     """Rows as one Arrow batch; a row Arrow cannot encode becomes a quarantine row instead of
     failing the task (the last line of defence behind the readers' own checks)."""
     try:
-        return pa.RecordBatch.from_pylist(rows, schema=_ARROW_UNION)
+        return arrow_batch(rows, _ARROW_UNION)
     except (pa.ArrowException, UnicodeError, TypeError, ValueError):
         safe = []
         for row in rows:
             try:
-                pa.RecordBatch.from_pylist([row], schema=_ARROW_UNION)
+                arrow_batch([row], _ARROW_UNION)
                 safe.append(row)
             except (pa.ArrowException, UnicodeError, TypeError, ValueError) as e:
                 bad = Bad(str(row.get("source")), str(row.get("locator")), "unencodable_row",
                           f"{type(e).__name__}: {str(e)[:200]}")
                 safe.append(quarantine_row(bad, row.get("ordinal") or -1))
-        return pa.RecordBatch.from_pylist(safe, schema=_ARROW_UNION)
+        return arrow_batch(safe, _ARROW_UNION)
 
 
 def _file_rows(reader: Callable, path: str, options: ReaderOptions) -> Iterator[dict]:

@@ -24,7 +24,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from mmcurate.images import MAX_PIXELS, ImageInfo, extract_tiff_frame, probe, sha256_hex
-from mmcurate.io.documents import DANGEROUS_IMAGE
+from mmcurate.io.documents import DANGEROUS_IMAGE, arrow_batch
 from mmcurate.schema import IMAGES, is_modality, items_columns
 
 ON_MATERIALIZE_ERROR = ("error", "warn", "drop_row", "drop_sample")
@@ -155,10 +155,10 @@ def record_batches(rows: Iterable[dict], schema: pa.Schema) -> Iterator[pa.Recor
         batch.append(row)
         size += len(row.get("binary_content") or b"")
         if len(batch) >= BATCH_ROWS or size >= BATCH_BYTES:
-            yield pa.RecordBatch.from_pylist(batch, schema=schema)
+            yield arrow_batch(batch, schema)
             batch, size = [], 0
     if batch:
-        yield pa.RecordBatch.from_pylist(batch, schema=schema)
+        yield arrow_batch(batch, schema)
 
 
 def _read_sources(max_pixels: int):
