@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -75,8 +76,9 @@ def ingest(
         if app_id is None:
             app_id, app_version = "ingest:" + hashlib.sha1("\n".join(paths).encode()).hexdigest()[:20], 0
     with parse(lake.spark, paths, format, options, patterns) as result:
-        items, images, quarantine = result.items, result.images, result.quarantine
+        items, images, quarantine, counts = result.items, result.images, result.quarantine, result.counts
         if lake.exists("items"):
+            counts = None  # samples already in the lakehouse are left out: count what is written
             existing = lake.read("items", version=lake.version("items")).select("sample_id").distinct()
             clash = items.join(existing, "sample_id", "left_semi")
             quarantine = quarantine.unionByName(
@@ -99,8 +101,8 @@ def ingest(
                                                 "path string, format string, items_version long")
             lake.write(listed, "ingested_files", mode="append", commit_info=info, **txn)
         new_images = 0 if written.skipped else written.rows_added
-        return IngestResult(items, images, quarantine, result.files, requested=result.requested).summary(
-            unique_images=new_images)
+        done = IngestResult(items, images, quarantine, result.files, requested=result.requested, counts=counts)
+        return done.summary(unique_images=new_images)
 
 
 def materialize(lake: Lakehouse, table: str = "items", only_missing_binary: bool = True,
@@ -226,72 +228,90 @@ def annotate(lake: Lakehouse, stages: Iterable[StageSpec], recipes: Iterable[Uni
     stage's table comes after it. The commit records the stage's name, version, parameters, key
     and resources, and the input version it read.
     """
-    done = []
+    done, cached = [], []
     recipes = [r if isinstance(r, Recipe) else Recipe.from_yaml(r) for r in recipes]
-    for stage in _demand_order([spec if isinstance(spec, Stage) else build_stage(spec) for spec in stages]):
-        if not lake.exists(stage.input):
-            maker = f" (run the stage {stage.input!r} first)" if stage.input in STAGES else ""
-            raise ValueError(f"stage {stage.name!r} reads table {stage.input!r}, which the lakehouse lacks{maker}")
-        absent = [name for name in stage.joins if not lake.exists(name)]
-        if absent:
-            raise ValueError(f"stage {stage.name!r} also reads {absent}, which the lakehouse lacks "
-                             f"(run the stages that make them first)")
-        input_version = lake.version(stage.input)
-        source = lake.read(stage.input, version=input_version)  # the version the commit will record
-        join_versions = {name: lake.version(name) for name in stage.joins}
-        joined = {name: lake.read(name, version=v) for name, v in join_versions.items()}
-        recorded = stage_info(lake, stage.table)
-        key = list(stage.increment_by or stage.key)
-        # when the tables it reads were last rebuilt: a table rebuilt since this one was written means rebuild here
-        upstream = {name: rebuilt_at(lake, name) for name in (stage.input, *stage.joins)}
-        rebuilt = recorded is not None and (recorded.get("upstream") or dict.fromkeys(upstream)) != upstream
-        same = recorded is not None and recorded.get("fingerprint") == stage.fingerprint and not rebuilt
-        unchanged = same and recorded.get("input_version") == input_version and (
-            recorded.get("joins") or {}) == join_versions
-        if unchanged and not stage.incremental:
-            done.append(Annotated(stage.name, stage.table, "up_to_date", 0, lake.version(stage.table),
-                                  f"input {stage.input} still at version {input_version}"))
-            continue
-        if same and stage.incremental:
-            action, reason = "append", "new keys"
-            todo = stage.scope(source, **joined).join(lake.read(stage.table).select(*key).distinct(), key, "left_anti")
-        elif same:
-            action, reason, todo = "overwrite", f"input {stage.input} changed (version {input_version})", source
-        elif rebuilt and recorded.get("fingerprint") == stage.fingerprint:
-            action, reason, todo = "overwrite", "a table it reads was rebuilt", source
-        elif lake.exists(stage.table):
-            action, reason = "overwrite", (
-                f"table was written by {recorded.get('stage')} version {recorded.get('version')} with "
-                f"{recorded.get('params')}" if recorded else "table has no annotate record")
-            todo = source
-        else:
-            action, reason, todo = "overwrite", "new table", source
-        needed, demand = _demanded(lake, stage, recipes)
-        if needed is not None:
-            todo, reason = todo.join(needed, list(stage.key), "left_semi"), f"{reason}, as {demand} need"
-        if action == "append" and todo.select(*key).isEmpty():
-            done.append(Annotated(stage.name, stage.table, "up_to_date", 0, lake.version(stage.table),
-                                  "every key already has a row"))
-            continue
-        info = {"step": "annotate", **stage.describe(), "input": stage.input, "input_version": input_version,
-                "joins": join_versions, "upstream": upstream, "action": action, "demand": demand}
-        # Idempotent commits: an append is keyed by the input versions it covers (a rerun over the same inputs,
-        # or rows that give no output, commits nothing); a rebuild by the table version it replaces (so going
-        # back to earlier parameters rebuilds again, and a concurrent twin of this run is skipped).
-        if action == "append" and needed is not None:  # the same inputs, a looser recipe: more rows to add
-            app_id, app_version = "demand", lake.version(stage.table) + 1
-        elif action == "append":
-            app_id, app_version = "append", input_version + sum(join_versions.values())
-        else:
-            app_id, app_version = "rebuild", lake.version(stage.table) + 1 if lake.exists(stage.table) else 0
-        with session_conf(lake.spark, stage.spark_conf):
-            written = lake.write(stage(todo, **joined), stage.table, mode=action, commit_info=info,
-                                 app_id=f"mmcurate.annotate.{stage.name}.{stage.fingerprint}.{app_id}",
-                                 app_version=app_version)
-        if written.skipped:
-            action, reason = "up_to_date", written.reason or "already committed"
-        done.append(Annotated(stage.name, stage.table, action, written.rows_added or 0, written.version, reason))
+    try:
+        for stage in _demand_order([spec if isinstance(spec, Stage) else build_stage(spec) for spec in stages]):
+            done.append(_annotate_stage(lake, stage, recipes, cached))
+    finally:
+        for df in cached:
+            df.unpersist()
     return done
+
+
+def _annotate_stage(lake: Lakehouse, stage: Stage, recipes: list[Recipe], cached: list[DataFrame]) -> Annotated:
+    """Run one stage of `annotate` (which see); frames it caches are added to `cached` for the caller to release."""
+    if not lake.exists(stage.input):
+        maker = f" (run the stage {stage.input!r} first)" if stage.input in STAGES else ""
+        raise ValueError(f"stage {stage.name!r} reads table {stage.input!r}, which the lakehouse lacks{maker}")
+    absent = [name for name in stage.joins if not lake.exists(name)]
+    if absent:
+        raise ValueError(f"stage {stage.name!r} also reads {absent}, which the lakehouse lacks "
+                         f"(run the stages that make them first)")
+    input_version = lake.version(stage.input)
+    source = lake.read(stage.input, version=input_version)  # the version the commit will record
+    join_versions = {name: lake.version(name) for name in stage.joins}
+    joined = {name: lake.read(name, version=v) for name, v in join_versions.items()}
+    recorded = stage_info(lake, stage.table)
+    key = list(stage.increment_by or stage.key)
+    # when the tables it reads were last rebuilt: a table rebuilt since this one was written means rebuild here
+    upstream = {name: rebuilt_at(lake, name) for name in (stage.input, *stage.joins)}
+    rebuilt = recorded is not None and (recorded.get("upstream") or dict.fromkeys(upstream)) != upstream
+    same = recorded is not None and recorded.get("fingerprint") == stage.fingerprint and not rebuilt
+    unchanged = same and recorded.get("input_version") == input_version and (
+        recorded.get("joins") or {}) == join_versions
+    if unchanged and not stage.incremental:
+        return Annotated(stage.name, stage.table, "up_to_date", 0, lake.version(stage.table),
+                         f"input {stage.input} still at version {input_version}")
+    existing = None  # the keys the table has, for an append
+    if same and stage.incremental:
+        action, reason, todo = "append", "new keys", stage.scope(source, **joined)
+        existing = lake.read(stage.table).select(*key).distinct()
+    elif same:
+        action, reason, todo = "overwrite", f"input {stage.input} changed (version {input_version})", source
+    elif rebuilt and recorded.get("fingerprint") == stage.fingerprint:
+        action, reason, todo = "overwrite", "a table it reads was rebuilt", source
+    elif lake.exists(stage.table):
+        action, reason = "overwrite", (
+            f"table was written by {recorded.get('stage')} version {recorded.get('version')} with "
+            f"{recorded.get('params')}" if recorded else "table has no annotate record")
+        todo = source
+    else:
+        action, reason, todo = "overwrite", "new table", source
+    needed, demand = _demanded(lake, stage, recipes)
+    if needed is not None:
+        if existing is not None and key == list(stage.key):
+            needed, existing = needed.join(existing, key, "left_anti"), None  # the demanded keys still without a row
+        # cached with its real size, so while the keys are few the input is filtered by a broadcast join where it
+        # lies (image bytes are never shuffled to meet them)
+        cached.append(needed.persist(StorageLevel.MEMORY_AND_DISK))
+        if not needed.count() and action == "append":
+            return Annotated(stage.name, stage.table, "up_to_date", 0, lake.version(stage.table),
+                             "every key already has a row")
+        todo, reason = todo.join(needed, list(stage.key), "left_semi"), f"{reason}, as {demand} need"
+    if existing is not None:
+        todo = todo.join(existing, key, "left_anti")
+        if todo.select(*key).isEmpty():
+            return Annotated(stage.name, stage.table, "up_to_date", 0, lake.version(stage.table),
+                             "every key already has a row")
+    info = {"step": "annotate", **stage.describe(), "input": stage.input, "input_version": input_version,
+            "joins": join_versions, "upstream": upstream, "action": action, "demand": demand}
+    # Idempotent commits: an append is keyed by the input versions it covers (a rerun over the same inputs,
+    # or rows that give no output, commits nothing); a rebuild by the table version it replaces (so going
+    # back to earlier parameters rebuilds again, and a concurrent twin of this run is skipped).
+    if action == "append" and needed is not None:  # the same inputs, a looser recipe: more rows to add
+        app_id, app_version = "demand", lake.version(stage.table) + 1
+    elif action == "append":
+        app_id, app_version = "append", input_version + sum(join_versions.values())
+    else:
+        app_id, app_version = "rebuild", lake.version(stage.table) + 1 if lake.exists(stage.table) else 0
+    with session_conf(lake.spark, stage.spark_conf):
+        written = lake.write(stage(todo, **joined), stage.table, mode=action, commit_info=info,
+                             app_id=f"mmcurate.annotate.{stage.name}.{stage.fingerprint}.{app_id}",
+                             app_version=app_version)
+    if written.skipped:
+        action, reason = "up_to_date", written.reason or "already committed"
+    return Annotated(stage.name, stage.table, action, written.rows_added or 0, written.version, reason)
 
 
 def _demand_order(stages: list[Stage]) -> list[Stage]:

@@ -223,6 +223,27 @@ def test_bad_webdataset_input_is_quarantined_and_counts_add_up(spark, tmp_path, 
     result.unpersist()
 
 
+def test_images_are_stored_once_and_only_when_a_kept_item_uses_them(spark, tmp_path, shared_data):
+    folder = shared_data / "images" / "opencv_debian"
+    fruits, baboon, lena = ((folder / n).read_bytes() for n in ("fruits.jpg", "baboon.jpg", "apple.jpg"))
+    doc = lambda key, image: (f"{key}.json", json.dumps({"texts": ["t", None], "images": [None, image]}).encode())
+    sha = lambda data: hashlib.sha256(data).hexdigest()
+
+    make_tar(tmp_path / "a.tar", [("s1.1.jpg", fruits), doc("s1", "s1.1.jpg")])
+    make_tar(tmp_path / "b.tar", [("s2.1.jpg", baboon), doc("s2", "s2.1.jpg")])
+    with ingest(spark, str(tmp_path), "webdataset") as plain:  # every image row is wanted: no join at all
+        assert sorted(r.image_id for r in plain.images.collect()) == sorted([sha(fruits), sha(baboon)])
+        assert plain.summary()["documents"] == 2
+
+    # the same bytes in two files (stored once), and an image only a duplicate uses (not stored)
+    make_tar(tmp_path / "c.tar", [("s3.1.jpg", fruits), doc("s3", "s3.1.jpg"), ("s1.1.jpg", lena), doc("s1", "s1.1.jpg")])
+    with ingest(spark, str(tmp_path), "webdataset") as result:
+        assert sorted(r.image_id for r in result.images.collect()) == sorted([sha(fruits), sha(baboon)])
+        summary = result.summary()
+        assert (summary["documents"], summary["image_items"], summary["unique_images"]) == (3, 3, 2)
+        assert summary["quarantine_reasons"] == {"duplicate_sample_id": 1}
+
+
 def test_decompression_bomb_is_refused_without_decoding(spark, tmp_path):
     import struct
     import zlib

@@ -10,6 +10,7 @@ tables (plus the small set of passthrough field names and kinds).
 """
 from __future__ import annotations
 
+import json
 import re
 import traceback
 import warnings
@@ -158,12 +159,18 @@ class IngestResult:
     files: list[str]
     _persisted: list[DataFrame] = field(default_factory=list, repr=False)
     requested: tuple[str, ...] = ()
+    counts: Optional[dict] = None
+    """documents, text_items and image_items of `items` when the parse already counted them (else counted here)."""
 
     def summary(self, unique_images: Optional[int] = None) -> dict:
         """Small counts for reports and invariants: documents, items per modality, images, quarantine per reason.
 
         unique_images: pass the count when it is already known (a write result), saving a job."""
-        per_modality = {r.modality: r["count"] for r in self.items.groupBy("modality").count().collect()}
+        if self.counts is not None:
+            per_modality = {"metadata": self.counts["documents"], "text": self.counts["text_items"],
+                            "image": self.counts["image_items"]}
+        else:
+            per_modality = {r.modality: r["count"] for r in self.items.groupBy("modality").count().collect()}
         reasons = {r.reason: r["count"] for r in self.quarantine.groupBy("reason").count().collect()}
         absent = self.absent_fields()
         if absent:
@@ -232,7 +239,11 @@ def ingest(
             listing.mapInArrow(_parse_files(READERS[format], options, files), UNION)
             .persist(StorageLevel.DISK_ONLY)
         )
-        items_all = union.where("kind = 'item'")
+    facts = _parse_facts(union)  # the one job that parses (and fills the cache)
+    items_all = union.where("kind = 'item'")
+    quarantine = union.where("kind = 'quarantine'").select(*QUARANTINE.fieldNames())
+    persisted = [union]
+    if facts["duplicate_sample_ids"]:
         docs = items_all.where("position = -1").select("sample_id", "origin", "source", "locator", "ordinal")
         rank = Window.partitionBy("sample_id").orderBy("source", "ordinal")
         losers = (
@@ -241,40 +252,78 @@ def ingest(
             .where("_rank > 1")
         )
         items = items_all.join(losers.select("sample_id", "origin"), ["sample_id", "origin"], "left_anti")
-        items = _with_passthrough(items, options, FIELDS.get(format, {})).persist(StorageLevel.MEMORY_AND_DISK)  # read 3 times
+        quarantine = quarantine.unionByName(losers.select(
+            "source", "locator", F.lit(STAGE).alias("stage"), F.lit("duplicate_sample_id").alias("reason"),
+            F.concat(F.lit("sample id also in "), "_first").alias("detail"), "sample_id",
+            F.lit(None).cast("string").alias("snippet"),
+        ))
+    else:
+        items = items_all
+    with session_conf(spark, {"spark.sql.inMemoryColumnarStorage.batchSize": str(CACHE_BATCH_ROWS)}):
+        items = _with_passthrough(items, facts["kinds"], options, FIELDS.get(format, {}))
+        items = items.persist(StorageLevel.MEMORY_AND_DISK)  # read 3 times
+    persisted.append(items)
 
-    duplicates = losers.select(
-        "source", "locator", F.lit(STAGE).alias("stage"), F.lit("duplicate_sample_id").alias("reason"),
-        F.concat(F.lit("sample id also in "), "_first").alias("detail"), "sample_id",
-        F.lit(None).cast("string").alias("snippet"),
-    )
-    quarantine = union.where("kind = 'quarantine'").select(*QUARANTINE.fieldNames()).unionByName(duplicates)
-
-    # An image is one row per (image_id, file): each task emits an image once. The copy from the first file is
-    # chosen on the ids alone, so the bytes move only to be written (a broadcast join while the ids are few).
+    # An image is one row per (image_id, file): each task emits an image once. When every image row is the only
+    # copy of an image some kept item uses (the facts tell), they are the images; otherwise the copy from the
+    # first file is kept, and the copies to leave out (from later files, or used by no kept item) are found on
+    # the ids alone and cached, so the planner sees their real size: while they are few the bytes are filtered
+    # by a broadcast join where they lie, never shuffled.
     image_rows = union.where("kind = 'image'")
-    referenced = items.where("image_id IS NOT NULL").select("image_id").distinct()
-    first = (image_rows.select("image_id", "source").join(referenced, "image_id", "left_semi")
-             .groupBy("image_id").agg(F.min("source").alias("source")))
-    images = image_rows.join(first, ["image_id", "source"], "left_semi").select(*IMAGES.fieldNames())
+    if facts["duplicate_sample_ids"] or facts["image_copies"] or facts["unreferenced_images"]:
+        copies = image_rows.select("image_id", "source")
+        referenced = items.where("image_id IS NOT NULL").select("image_id").distinct()
+        first = (copies.join(referenced, "image_id", "left_semi")
+                 .groupBy("image_id").agg(F.min("source").alias("source")))
+        unwanted = copies.join(first, ["image_id", "source"], "left_anti").persist(StorageLevel.MEMORY_AND_DISK)
+        unwanted.count()
+        persisted.append(unwanted)
+        image_rows = image_rows.join(unwanted, ["image_id", "source"], "left_anti")
+    images = image_rows.select(*IMAGES.fieldNames())
+    counts = None if facts["duplicate_sample_ids"] else {k: facts[k] for k in ("documents", "text_items", "image_items")}
     requested = (*(options.fields or ()), *options.per_image_fields, *options.per_text_fields)
-    return IngestResult(items, images, quarantine, files, [union, items], tuple(dict.fromkeys(requested)))
+    return IngestResult(items, images, quarantine, files, persisted, tuple(dict.fromkeys(requested)), counts)
 
 
-def _with_passthrough(items: DataFrame, options: ReaderOptions, declared: dict[str, str]) -> DataFrame:
-    """Expand the encoded passthrough JSON into one typed column per field.
+def _parse_facts(union: DataFrame) -> dict:
+    """What the parse holds, in one aggregate: item counts per modality, whether a sample id or an image repeats
+    or an image row is used by no item (each of which needs a join to settle), and the distinct passthrough
+    kinds (one JSON map per field combination, a small set)."""
+    kind, image_id = F.col("kind"), F.col("image_id")
+    is_item, is_image = kind == "item", kind == "image"
+    is_doc = is_item & (F.col("position") == -1)
+    row = union.agg(
+        F.count_if(is_doc).alias("documents"),
+        F.count_if(is_item & (F.col("modality") == "text")).alias("text_items"),
+        F.count_if(is_item & (F.col("modality") == "image")).alias("image_items"),
+        F.count_distinct(F.when(is_doc, F.col("sample_id"))).alias("sample_ids"),
+        F.count_if(is_image).alias("image_rows"),
+        F.count_distinct(F.when(is_image, image_id)).alias("images"),
+        F.count_distinct(F.when(is_item, image_id)).alias("referenced"),
+        F.count_distinct(F.when(is_item | is_image, image_id)).alias("either"),
+        F.collect_set(F.when(is_item, F.col("passthrough_kinds"))).alias("kinds"),
+    ).first()
+    return {
+        "documents": row.documents, "text_items": row.text_items, "image_items": row.image_items,
+        "duplicate_sample_ids": row.sample_ids < row.documents,
+        "image_copies": row.images < row.image_rows,
+        # referenced and imaged ids are the same set when both equal their union
+        "unreferenced_images": not (row.images == row.referenced == row.either),
+        "kinds": [json.loads(k) for k in row.kinds],
+    }
 
-    Field names and kinds are a small distinct set gathered from the data, plus the format's `declared` ones; a
-    field seen with several kinds becomes a string column (numbers as their JSON text)."""
+
+def _with_passthrough(items: DataFrame, kinds: list[dict], options: ReaderOptions,
+                      declared: dict[str, str]) -> DataFrame:
+    """Expand the encoded passthrough JSON of `items` into one typed column per field.
+
+    `kinds`: the distinct field -> kind maps of the parsed items (duplicates included); with the format's
+    `declared` fields they give the columns. A field seen with several kinds becomes a string column (numbers as
+    their JSON text)."""
     kinds_seen: dict[str, set] = {name: {kind} for name, kind in declared.items()}
-    rows = (
-        items.where("passthrough_kinds IS NOT NULL")
-        .select(F.explode(F.from_json("passthrough_kinds", "map<string,string>")))
-        .distinct()
-        .collect()
-    )
-    for row in rows:
-        kinds_seen.setdefault(row.key, set()).add(row.value)
+    for seen in kinds:
+        for name, kind in seen.items():
+            kinds_seen.setdefault(name, set()).add(kind)
     names = list(options.fields) if options.fields is not None else sorted(kinds_seen)
     values = F.from_json("passthrough", "map<string,string>")
     columns = []
