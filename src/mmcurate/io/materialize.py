@@ -277,7 +277,10 @@ def export_inputs(items: DataFrame, images: DataFrame, materialize_on_write: boo
         raise ValueError(f"on_materialize_error must be one of {ON_MATERIALIZE_ERROR}, got {on_materialize_error!r}")
     items = items_columns(items, where="export(items)")
     done = None
-    if materialize_on_write and not items.where(needs_bytes()).isEmpty():
+    # image items without an image_id first: a cheap check (Parquet statistics answer it) that spares the
+    # usual export, where every image has its bytes, the path parsing of needs_bytes
+    lazy = items.where(is_modality("image") & F.col("image_id").isNull())
+    if materialize_on_write and not lazy.isEmpty() and not lazy.where(needs_bytes()).isEmpty():
         done = materialize_images(items)
         items = done.items
         images = images.unionByName(
