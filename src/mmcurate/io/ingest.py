@@ -160,7 +160,8 @@ class IngestResult:
     _persisted: list[DataFrame] = field(default_factory=list, repr=False)
     requested: tuple[str, ...] = ()
     counts: Optional[dict] = None
-    """documents, text_items and image_items of `items` when the parse already counted them (else counted here)."""
+    """documents, text_items, image_items of `items` and the `quarantined` rows, when the parse already counted
+    them (else counted here)."""
 
     def summary(self, unique_images: Optional[int] = None) -> dict:
         """Small counts for reports and invariants: documents, items per modality, images, quarantine per reason.
@@ -171,7 +172,8 @@ class IngestResult:
                             "image": self.counts["image_items"]}
         else:
             per_modality = {r.modality: r["count"] for r in self.items.groupBy("modality").count().collect()}
-        reasons = {r.reason: r["count"] for r in self.quarantine.groupBy("reason").count().collect()}
+        reasons = {} if (self.counts or {}).get("quarantined") == 0 else {
+            r.reason: r["count"] for r in self.quarantine.groupBy("reason").count().collect()}
         absent = self.absent_fields()
         if absent:
             warnings.warn(f"requested fields absent from every ingested document: {absent}", stacklevel=2)
@@ -280,7 +282,12 @@ def ingest(
         persisted.append(unwanted)
         image_rows = image_rows.join(unwanted, ["image_id", "source"], "left_anti")
     images = image_rows.select(*IMAGES.fieldNames())
-    counts = None if facts["duplicate_sample_ids"] else {k: facts[k] for k in ("documents", "text_items", "image_items")}
+    if not facts["image_rows"]:
+        images = images.limit(0)  # planned as an empty relation: writing it reads nothing
+    if not facts["quarantined"] and not facts["duplicate_sample_ids"]:
+        quarantine = quarantine.limit(0)
+    counts = None if facts["duplicate_sample_ids"] else {
+        k: facts[k] for k in ("documents", "text_items", "image_items", "quarantined")}
     requested = (*(options.fields or ()), *options.per_image_fields, *options.per_text_fields)
     return IngestResult(items, images, quarantine, files, persisted, tuple(dict.fromkeys(requested)), counts)
 
@@ -297,6 +304,7 @@ def _parse_facts(union: DataFrame) -> dict:
         F.count_if(is_item & (F.col("modality") == "text")).alias("text_items"),
         F.count_if(is_item & (F.col("modality") == "image")).alias("image_items"),
         F.count_distinct(F.when(is_doc, F.col("sample_id"))).alias("sample_ids"),
+        F.count_if(kind == "quarantine").alias("quarantined"),
         F.count_if(is_image).alias("image_rows"),
         F.count_distinct(F.when(is_image, image_id)).alias("images"),
         F.count_distinct(F.when(is_item, image_id)).alias("referenced"),
@@ -305,6 +313,7 @@ def _parse_facts(union: DataFrame) -> dict:
     ).first()
     return {
         "documents": row.documents, "text_items": row.text_items, "image_items": row.image_items,
+        "quarantined": row.quarantined, "image_rows": row.image_rows,
         "duplicate_sample_ids": row.sample_ids < row.documents,
         "image_copies": row.images < row.image_rows,
         # referenced and imaged ids are the same set when both equal their union
