@@ -98,16 +98,20 @@ def probe(data: bytes, max_pixels: int = MAX_PIXELS, verify: bool = True) -> Ima
             )
 
 
-def decode_rgb(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray | None:
-    """HxWx3 uint8 RGB decoded as NeMo Curator does (cv2.imdecode IMREAD_COLOR, BGR->RGB) after a header bomb check."""
+def decode_rgb(data: bytes, max_pixels: int = MAX_PIXELS, header_checked: bool = False) -> np.ndarray | None:
+    """HxWx3 uint8 RGB decoded as NeMo Curator does (cv2.imdecode IMREAD_COLOR, BGR->RGB) after a header bomb check.
+
+    header_checked: the caller's `probe` of these bytes found no error (so no bomb), which spares a second header
+    parse."""
     if not data:
         return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            _refuse_bomb(Image.open(io.BytesIO(data)), max_pixels)
-        except Exception:
-            return None
+    if not header_checked:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                _refuse_bomb(Image.open(io.BytesIO(data)), max_pixels)
+            except Exception:
+                return None
     try:
         bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

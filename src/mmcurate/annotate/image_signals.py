@@ -52,7 +52,7 @@ def image_signals(data: bytes, max_pixels: int = MAX_PIXELS) -> dict:
     does; `decode_ok` is OpenCV's verdict), score that array (scores None if undecodable). QR detection, ten
     times their cost, is `qr_signals`, scored on demand."""
     info = probe(data, max_pixels, verify=False)
-    rgb = decode_rgb(data, max_pixels) if info.error is None else None
+    rgb = decode_rgb(data, max_pixels, header_checked=True) if info.error is None else None
     error = info.error or (None if rgb is not None else "decode_error")
     return {
         "decode_ok": rgb is not None,
