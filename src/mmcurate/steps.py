@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
+import pyarrow as pa
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -97,8 +98,10 @@ def ingest(
         lake.write(quarantine, "quarantine", mode="append", commit_info=info, **txn)
         committed = lake.write(items, "items", mode="append", commit_info=info, **txn)
         if skip_ingested:
-            listed = lake.spark.createDataFrame([(f, format, committed.version) for f in result.files],
-                                                "path string, format string, items_version long")
+            n = len(result.files)  # from Arrow: no pickled rows for the JVM to unpickle (a second on a new session)
+            listed = lake.spark.createDataFrame(pa.table({"path": pa.array(result.files, pa.string()),
+                                                          "format": pa.array([format] * n, pa.string()),
+                                                          "items_version": pa.array([committed.version] * n, pa.int64())}))
             lake.write(listed, "ingested_files", mode="append", commit_info=info, **txn)
         new_images = 0 if written.skipped else written.rows_added
         done = IngestResult(items, images, quarantine, result.files, requested=result.requested, counts=counts)
