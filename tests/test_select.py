@@ -439,6 +439,19 @@ def test_details_record_the_failing_value(image_rules):
     assert details[("broken", 0)] == ("decodable", None)  # a rule without a detail expression
 
 
+def test_a_simple_rule_is_also_a_python_test_of_one_row_with_the_select_s_null_semantics():
+    test = Rule("blur", "image", "decode_ok AND sharpness >= 100").row_test(["decode_ok", "sharpness"])
+    assert test({"decode_ok": True, "sharpness": 100.0}) and not test({"decode_ok": True, "sharpness": 99.5})
+    assert not test({"decode_ok": None, "sharpness": 500.0}) and not test({"decode_ok": True, "sharpness": None})
+    assert not test({"decode_ok": True, "sharpness": float("nan")})  # NaN reads as NULL in a select
+    assert Rule("q", "image", "NOT flagged").row_test(["flagged"])({"flagged": False})
+    assert Rule("q", "image", "x <> -1.5e0").row_test(["x"])({"x": 2})
+    for predicate in ("sharpness BETWEEN 1 AND 2", "sharpness * 2 > 3", "sharpness >= width", "decode_ok OR x > 1",
+                      "upper(format) = 'JPEG'"):
+        assert Rule("r", "image", predicate).row_test(["sharpness", "width", "decode_ok", "x", "format"]) is None
+    assert Rule("r", "image", "sharpness >= 100").row_test(["width"]) is None  # a column it may not read
+
+
 def test_reaching_gives_the_items_an_on_demand_score_is_needed_for(corpus, blobs):
     nemo = Recipe.from_yaml("nemo_default")
     reached = nemo.reaching(corpus["items"], only(corpus, "image_scores"), {"qr_area_ratio"})

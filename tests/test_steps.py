@@ -28,9 +28,22 @@ class Counting:
     """A stage that appends one line per image it scores to its `log` (executors share the local disk)."""
 
     def score(self, data) -> dict:
+        self.count()
+        return super().score(data)
+
+    def score_with_pixels(self, data):  # a fused pass (`image_qr` after `image_scores`) scores here
+        self.count()
+        return super().score_with_pixels(data)
+
+    def score_pixels(self, data, rgb) -> dict:
+        if rgb is None:
+            return self.score(data)
+        self.count()
+        return super().score_pixels(data, rgb)
+
+    def count(self) -> None:
         with open(self.log, "a") as f:
             f.write("scored\n")
-        return super().score(data)
 
 
 @dataclass(frozen=True)
@@ -200,6 +213,34 @@ def test_a_new_stage_from_the_architecture_page_is_annotated_and_read_by_rules(s
     selection = steps.select(lake, recipe)
     assert selection.curated.where("modality = 'text'").count() == 0
     assert {r.detail for r in selection.drops.where("rule = 'long'").collect()} == {str(len(TEXT))}
+
+
+def test_a_first_run_scores_qr_from_the_pixels_image_scores_decoded(spark, tmp_path, blobs):
+    """One decode for both tables when neither exists: the same rows and commits as two passes, and QR still
+    only on the images the earlier rules keep."""
+    from pyspark.testing import assertDataFrameEqual
+
+    nemo = Recipe.from_yaml("nemo_default")
+    fused, apart = make_lake(spark, tmp_path / "fused", blobs), make_lake(spark, tmp_path / "apart", blobs)
+    scores_log, qr_log = tmp_path / "scores.log", tmp_path / "qr.log"
+    done = steps.annotate(fused, [CountingImageScores(log=str(scores_log)), CountingImageQR(log=str(qr_log))],
+                          recipes=[nemo])
+    assert [a.action for a in done] == ["overwrite", "overwrite"] and "one decode with image_scores" in done[1].reason
+    assert (decoded(scores_log), decoded(qr_log)) == (4, 2)
+    steps.annotate(apart, [ImageScores()])  # image_scores exists: QR is its own pass, narrowed by a join
+    [qr] = steps.annotate(apart, [ImageQR()], recipes=[nemo])
+    assert "one decode" not in qr.reason
+    for table in ("image_scores", "image_qr"):
+        assertDataFrameEqual(fused.read(table), apart.read(table))
+        ours, theirs = steps.stage_info(fused, table), steps.stage_info(apart, table)
+        same = ("stage", "version", "action", "demand", "input", "input_version", "key", "upstream")
+        assert {k: ours[k] for k in same} == {k: theirs[k] for k in same}
+    # a rule the pass cannot test on image_scores' values leaves QR to its own pass
+    odd = Recipe("odd", "1", tuple(replace(r, predicate="sharpness BETWEEN 100 AND 1e9") if r.name == "blur" else r
+                                   for r in nemo.rules))
+    other = make_lake(spark, tmp_path / "other", blobs)
+    assert "one decode" not in steps.annotate(other, [ImageScores(), ImageQR()], recipes=[odd])[1].reason
+    assertDataFrameEqual(other.read("image_qr"), apart.read("image_qr"))
 
 
 def test_qr_is_scored_on_demand_only_where_the_earlier_rules_keep_the_image(spark, tmp_path, blobs):

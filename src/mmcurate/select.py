@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from functools import reduce
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 from pyspark import StorageLevel
 from pyspark.errors import AnalysisException
@@ -124,6 +124,49 @@ class Rule:
     def columns(self) -> set[str]:
         """The bare words of the predicate and detail (lower case): the columns they may read."""
         return column_words(self.predicate) | (column_words(self.detail) if self.detail else set())
+
+
+    def row_test(self, columns: Iterable[str]) -> Optional[Callable[[dict], bool]]:
+        """The predicate as a Python test of one row's values, when it is a conjunction of boolean columns
+        (`decode_ok`, `NOT x`) and comparisons of a column with a number (`sharpness >= 100`) over `columns`; None
+        for anything else. It keeps exactly what the select keeps: a NULL or NaN value keeps nothing."""
+        known = {c.lower() for c in columns}
+        tests = []
+        for part in _AND.split(self.predicate.strip()):
+            flag, compare = _FLAG.match(part), _COMPARE.match(part)
+            if flag and flag["column"].lower() in known:
+                tests.append(_flag_test(flag["column"].lower(), bool(flag["negated"])))
+            elif compare and compare["column"].lower() in known:
+                tests.append(_compare_test(compare["column"].lower(), compare["op"], float(compare["number"])))
+            else:
+                return None
+        return lambda row: all(test(row) for test in tests)
+
+
+_AND = re.compile(r"\s+AND\s+", re.IGNORECASE)
+_FLAG = re.compile(r"^\s*(?P<negated>NOT\s+)?(?P<column>[A-Za-z_][A-Za-z0-9_]*)\s*$", re.IGNORECASE)
+_COMPARE = re.compile(r"^\s*(?P<column>[A-Za-z_][A-Za-z0-9_]*)\s*(?P<op>>=|<=|<>|!=|=|>|<)\s*"
+                      r"(?P<number>[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)\s*$")
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, "<": lambda a, b: a < b,
+    "=": lambda a, b: a == b, "<>": lambda a, b: a != b, "!=": lambda a, b: a != b,
+}
+
+
+def _flag_test(column: str, negated: bool) -> Callable[[dict], bool]:
+    return lambda row: isinstance(row.get(column), bool) and row[column] is not negated
+
+
+def _compare_test(column: str, op: str, number: float) -> Callable[[dict], bool]:
+    compare = _OPS[op]
+
+    def test(row: dict) -> bool:
+        value = row.get(column)
+        if value is None or isinstance(value, bool) or value != value:  # NULL and NaN keep nothing
+            return False
+        return compare(value, number)
+
+    return test
 
 
 def column_words(expression: str) -> set[str]:

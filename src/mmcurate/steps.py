@@ -15,7 +15,7 @@ import time
 from functools import reduce
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 import pyarrow as pa
 from pyspark import StorageLevel
@@ -23,6 +23,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from mmcurate.annotate import STAGES, build_stage, stage_for_column
+from mmcurate.annotate.image_scores import FUSED_FLAG, PerImageStage, fused_scores
 from mmcurate.io.documents import STAGE as INGEST_STAGE
 from mmcurate.io.documents import ReaderOptions
 from mmcurate.io.ingest import PATTERNS, IngestResult, list_files
@@ -233,9 +234,14 @@ def annotate(lake: Lakehouse, stages: Iterable[StageSpec], recipes: Iterable[Uni
     """
     done, cached = [], []
     recipes = [r if isinstance(r, Recipe) else Recipe.from_yaml(r) for r in recipes]
+    stages = _demand_order([spec if isinstance(spec, Stage) else build_stage(spec) for spec in stages])
+    fusion = _fusion(lake, stages, recipes)
     try:
-        for stage in _demand_order([spec if isinstance(spec, Stage) else build_stage(spec) for spec in stages]):
-            done.append(_annotate_stage(lake, stage, recipes, cached))
+        for stage in stages:
+            if fusion and stage is fusion.first:
+                done.extend(_annotate_fused(lake, fusion, cached))
+            elif not (fusion and stage is fusion.then):
+                done.append(_annotate_stage(lake, stage, recipes, cached))
     finally:
         for df in cached:
             df.unpersist()
@@ -315,6 +321,94 @@ def _annotate_stage(lake: Lakehouse, stage: Stage, recipes: list[Recipe], cached
     if written.skipped:
         action, reason = "up_to_date", written.reason or "already committed"
     return Annotated(stage.name, stage.table, action, written.rows_added or 0, written.version, reason)
+
+
+@dataclass(frozen=True)
+class _Fusion:
+    """Two per-image stages scored in one pass: `then` (on demand) on the images whose `first` signals pass
+    `wanted`, from the pixels `first` decoded; `demand` names the recipes that need `then` (None: every row)."""
+
+    first: PerImageStage
+    then: PerImageStage
+    wanted: Callable[[dict], bool]
+    demand: Optional[list]
+
+
+def _fusion(lake: Lakehouse, stages: list[Stage], recipes: list[Recipe]) -> Optional[_Fusion]:
+    """A first run of an on-demand per-image stage (QR) with a per-image stage it can follow in one decode
+    (`image_scores`): both tables absent, and the recipe rules narrowing the on-demand stage testable on the
+    other's values alone (`Rule.row_test`). Otherwise None, and each stage runs on its own."""
+    for then in stages:
+        if not (then.on_demand and isinstance(then, PerImageStage)) or lake.exists(then.table):
+            continue
+        for first in stages:
+            if first is then or first.on_demand or not isinstance(first, PerImageStage) or lake.exists(first.table):
+                continue
+            same_input = (first.input, first.key, first.max_pixels) == (then.input, then.key, then.max_pixels)
+            if not same_input or set(first.schema.names[1:]) & set(then.schema.names[1:]):
+                continue
+            found = _row_demand(lake, first, then, recipes)
+            if found is not None:
+                return _Fusion(first, then, *found)
+    return None
+
+
+def _row_demand(lake: Lakehouse, first: PerImageStage, then: PerImageStage,
+                recipes: list[Recipe]) -> Optional[tuple[Callable[[dict], bool], Optional[list]]]:
+    """What `_demanded` would narrow `then` to, as a test of one image's `first` signals (and the recipes that
+    need it): every image where `_demanded` computes every row. Each rule before the first reading `then` at the
+    image level must be testable on `first`'s columns (a superset: images only invalid items use are scored
+    too); None when one is not."""
+    every = (lambda row: True, None)
+    readers = [s.name for s in STAGES.values() if then.table in (s.input, *s.joins)]
+    if readers or not recipes:
+        return every
+    items = {c.lower() for c in lake.read("items").columns}
+    if not {k.lower() for k in then.key} <= items:
+        return every
+    columns = {n.lower() for n in then.schema.names[1:]}
+    testable = {n.lower() for n in first.schema.names[1:]} - items
+    tests, names = [], []
+    for recipe in recipes:
+        reading = [(i, rule) for i, rule in enumerate(recipe.rules) if rule.columns() & columns]
+        if not reading:
+            continue
+        if any(rule.level == "sample" for _, rule in reading):
+            return every
+        if any(rule.level != "image" for _, rule in reading):
+            return None
+        earlier = [rule for rule in recipe.rules[:min(i for i, _ in reading)] if rule.level == "image"]
+        found = [rule.row_test(testable) for rule in earlier]
+        if any(test is None for test in found):
+            return None
+        tests.append(found)
+        names.append(recipe.name)
+    if not tests:
+        return every
+    return (lambda row: any(all(test(row) for test in found) for found in tests)), names
+
+
+def _annotate_fused(lake: Lakehouse, fusion: _Fusion, cached: list[DataFrame]) -> list[Annotated]:
+    """Write both new tables of a fusion from one pass over the input, committed as their own stages would be."""
+    first, then = fusion.first, fusion.then
+    input_version = lake.version(first.input)
+    source = require_columns(lake.read(first.input, version=input_version), first.reads, where=type(first).__name__)
+    upstream = {first.input: rebuilt_at(lake, first.input)}
+    scored = fused_scores(source, first, then, fusion.wanted).persist(StorageLevel.MEMORY_AND_DISK)  # no bytes
+    cached.append(scored)
+    done = []
+    for stage, rows, demand in ((first, scored, None), (then, scored.where(F.col(FUSED_FLAG)), fusion.demand)):
+        info = {"step": "annotate", **stage.describe(), "input": stage.input, "input_version": input_version,
+                "joins": {}, "upstream": upstream, "action": "overwrite", "demand": demand}
+        with session_conf(lake.spark, stage.spark_conf):
+            written = lake.write(rows.select(*[F.col(f"`{f.name}`") for f in stage.schema.fields]), stage.table,
+                                 mode="overwrite", commit_info=info, app_version=0,
+                                 app_id=f"mmcurate.annotate.{stage.name}.{stage.fingerprint}.rebuild")
+        reason = "new table" + (f", as {demand} need" if demand else "") + f" (one decode with {first.name})"
+        action = "up_to_date" if written.skipped else "overwrite"
+        done.append(Annotated(stage.name, stage.table, action, written.rows_added or 0, written.version,
+                              written.reason or "already committed" if written.skipped else reason))
+    return done
 
 
 def _demand_order(stages: list[Stage]) -> list[Stage]:

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
 
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
-from mmcurate.annotate.image_signals import image_signals, qr_signals
+from mmcurate.annotate.image_signals import image_signals, image_signals_and_pixels, qr_area_ratio, qr_signals
 from mmcurate.images import MAX_PIXELS
 from mmcurate.stage import IMAGE_KEY, Dependency, Stage, batch_size_conf, row_udf, expand
 
@@ -36,7 +39,7 @@ IMAGE_QR = T.StructType(
 
 
 @dataclass(frozen=True)
-class _PerImage(Stage):
+class PerImageStage(Stage):
     """A per-image pandas-UDF pass over the content-addressed `images` calling `score` on each image's bytes.
 
     The `images` table holds one row per image_id, so each distinct image is scored once however many
@@ -60,13 +63,41 @@ class _PerImage(Stage):
     def score(self, data) -> dict:
         raise NotImplementedError
 
+    def score_with_pixels(self, data) -> tuple[dict, Optional[np.ndarray]]:
+        """`score`, and the RGB array it decoded (None if none), for a stage scoring the same image next."""
+        return self.score(data), None
+
+    def score_pixels(self, data, rgb: Optional[np.ndarray]) -> dict:
+        """`score`, given the RGB array `ImageScores` decoded from `data` (None: it did not, so decode here)."""
+        return self.score(data)
+
     def compute(self, images: DataFrame) -> DataFrame:
         signals = row_udf(T.StructType(self.schema.fields[1:]), self.score)("binary_content")
         return expand(images, self.key, signals)
 
 
+FUSED_FLAG = "_then_scored"
+"""The column of a fused pass telling whether the second stage scored the image (its predicate held)."""
+
+
+def fused_scores(images: DataFrame, first: PerImageStage, then: PerImageStage, wanted: Callable[[dict], bool]) -> DataFrame:
+    """`first`'s and `then`'s signals of each image from one decode: `then` scores only the images whose `first`
+    signals pass `wanted` (the recipe rules before `then`'s), reusing `first`'s pixels; FUSED_FLAG marks them."""
+    fields = [*first.schema.fields[1:], *then.schema.fields[1:], T.StructField(FUSED_FLAG, T.BooleanType(), True)]
+    skipped = {f.name: None for f in then.schema.fields[1:]}
+
+    def score(data) -> dict:
+        data = data if data is not None else b""
+        row, rgb = first.score_with_pixels(data)
+        if not wanted(row):
+            return {**row, **skipped, FUSED_FLAG: False}
+        return {**row, **then.score_pixels(data, rgb), FUSED_FLAG: True}
+
+    return expand(images, first.key, row_udf(T.StructType(fields), score)("binary_content"))
+
+
 @dataclass(frozen=True)
-class ImageScores(_PerImage):
+class ImageScores(PerImageStage):
     """`images` -> `image_scores`: decode check, header facts, sharpness and pHash from one OpenCV decode.
 
     >>> image_scores = images.transform(ImageScores())
@@ -80,9 +111,12 @@ class ImageScores(_PerImage):
         """The signals of one image's bytes (a null scores as error 'empty')."""
         return image_signals(data if data is not None else b"", self.max_pixels)
 
+    def score_with_pixels(self, data) -> tuple[dict, Optional[np.ndarray]]:
+        return image_signals_and_pixels(data if data is not None else b"", self.max_pixels)
+
 
 @dataclass(frozen=True)
-class ImageQR(_PerImage):
+class ImageQR(PerImageStage):
     """`images` -> `image_qr`: the QR-code area ratio (OpenCV's detector, ~10x a decode), scored on demand.
 
     With a recipe, the annotate step offers it only the images that the recipe's earlier image rules keep
@@ -97,3 +131,8 @@ class ImageQR(_PerImage):
 
     def score(self, data) -> dict:
         return qr_signals(data if data is not None else b"", self.max_pixels)
+
+    def score_pixels(self, data, rgb: Optional[np.ndarray]) -> dict:
+        """The QR signal from pixels already decoded as `qr_signals` decodes them; bytes they were not decoded
+        from (undecodable, or refused by the header probe) take `score`'s own path, so the value never differs."""
+        return {"qr_area_ratio": qr_area_ratio(rgb)} if rgb is not None else self.score(data)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from typing import Optional
 
 from mmcurate.images import MAX_PIXELS, decode_rgb, probe
 
@@ -51,6 +52,12 @@ def image_signals(data: bytes, max_pixels: int = MAX_PIXELS) -> dict:
     """The cheap signals of one image's bytes: read the header, decode pixels once with OpenCV (as NeMo Curator
     does; `decode_ok` is OpenCV's verdict), score that array (scores None if undecodable). QR detection, ten
     times their cost, is `qr_signals`, scored on demand."""
+    return image_signals_and_pixels(data, max_pixels)[0]
+
+
+def image_signals_and_pixels(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[dict, Optional[np.ndarray]]:
+    """`image_signals` and the RGB array they were computed from (None if undecodable), for a signal of the same
+    image computed next (QR) to reuse instead of decoding again."""
     info = probe(data, max_pixels, verify=False)
     rgb = decode_rgb(data, max_pixels, header_checked=True) if info.error is None else None
     error = info.error or (None if rgb is not None else "decode_error")
@@ -65,7 +72,7 @@ def image_signals(data: bytes, max_pixels: int = MAX_PIXELS) -> dict:
         "n_bytes": len(data),
         "sharpness": sharpness(rgb) if rgb is not None else None,
         "phash": phash64(rgb) if rgb is not None else None,
-    }
+    }, rgb
 
 
 def qr_signals(data: bytes, max_pixels: int = MAX_PIXELS) -> dict:
