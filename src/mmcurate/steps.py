@@ -404,10 +404,12 @@ def _annotate_fused(lake: Lakehouse, fusion: _Fusion, cached: list[DataFrame]) -
             written = lake.write(rows.select(*[F.col(f"`{f.name}`") for f in stage.schema.fields]), stage.table,
                                  mode="overwrite", commit_info=info, app_version=0,
                                  app_id=f"mmcurate.annotate.{stage.name}.{stage.fingerprint}.rebuild")
-        reason = "new table" + (f", as {demand} need" if demand else "") + f" (one decode with {first.name})"
-        action = "up_to_date" if written.skipped else "overwrite"
-        done.append(Annotated(stage.name, stage.table, action, written.rows_added or 0, written.version,
-                              written.reason or "already committed" if written.skipped else reason))
+        if written.skipped:
+            action, reason = "up_to_date", written.reason or "already committed"
+        else:
+            action = "overwrite"
+            reason = "new table" + (f", as {demand} need" if demand else "") + f" (one decode with {first.name})"
+        done.append(Annotated(stage.name, stage.table, action, written.rows_added or 0, written.version, reason))
     return done
 
 
