@@ -303,8 +303,7 @@ def _annotate_stage(lake: Lakehouse, stage: Stage, recipes: list[Recipe], cached
         if todo.select(*key).isEmpty():
             return Annotated(stage.name, stage.table, "up_to_date", 0, lake.version(stage.table),
                              "every key already has a row")
-    info = {"step": "annotate", **stage.describe(), "input": stage.input, "input_version": input_version,
-            "joins": join_versions, "upstream": upstream, "action": action, "demand": demand}
+    info = _annotate_info(stage, input_version, join_versions, upstream, action, demand)
     # Idempotent commits: an append is keyed by the input versions it covers (a rerun over the same inputs,
     # or rows that give no output, commits nothing); a rebuild by the table version it replaces (so going
     # back to earlier parameters rebuilds again, and a concurrent twin of this run is skipped).
@@ -321,6 +320,13 @@ def _annotate_stage(lake: Lakehouse, stage: Stage, recipes: list[Recipe], cached
     if written.skipped:
         action, reason = "up_to_date", written.reason or "already committed"
     return Annotated(stage.name, stage.table, action, written.rows_added or 0, written.version, reason)
+
+
+def _annotate_info(stage: Stage, input_version: int, joins: dict, upstream: dict, action: str,
+                   demand: Optional[list]) -> dict:
+    """What an annotate commit records: the stage (`describe`), the versions it read, how, and for which recipes."""
+    return {"step": "annotate", **stage.describe(), "input": stage.input, "input_version": input_version,
+            "joins": joins, "upstream": upstream, "action": action, "demand": demand}
 
 
 @dataclass(frozen=True)
@@ -356,36 +362,23 @@ def _fusion(lake: Lakehouse, stages: list[Stage], recipes: list[Recipe]) -> Opti
 def _row_demand(lake: Lakehouse, first: PerImageStage, then: PerImageStage,
                 recipes: list[Recipe]) -> Optional[tuple[Callable[[dict], bool], Optional[list]]]:
     """What `_demanded` would narrow `then` to, as a test of one image's `first` signals (and the recipes that
-    need it): every image where `_demanded` computes every row. Each rule before the first reading `then` at the
-    image level must be testable on `first`'s columns (a superset: images only invalid items use are scored
-    too); None when one is not."""
-    every = (lambda row: True, None)
-    readers = [s.name for s in STAGES.values() if then.table in (s.input, *s.joins)]
-    if readers or not recipes:
-        return every
-    items = {c.lower() for c in lake.read("items").columns}
-    if not {k.lower() for k in then.key} <= items:
-        return every
-    columns = {n.lower() for n in then.schema.names[1:]}
-    testable = {n.lower() for n in first.schema.names[1:]} - items
-    tests, names = [], []
-    for recipe in recipes:
-        reading = [(i, rule) for i, rule in enumerate(recipe.rules) if rule.columns() & columns]
-        if not reading:
-            continue
-        if any(rule.level == "sample" for _, rule in reading):
-            return every
-        if any(rule.level != "image" for _, rule in reading):
+    need it). Each rule before the first reading `then` must be an image rule testable on `first`'s columns (a
+    superset: images only invalid items use are scored too); None when one is not."""
+    narrowing = _narrowing(lake, then, recipes)
+    if not narrowing:
+        return (lambda row: True), None
+    columns = _own_columns(then)
+    testable = {n.lower() for n in first.schema.names[1:]} - {c.lower() for c in lake.read("items").columns}
+    tests = []
+    for recipe in narrowing:
+        reading = [i for i, rule in enumerate(recipe.rules) if rule.columns() & columns]
+        if any(recipe.rules[i].level != "image" for i in reading):
             return None
-        earlier = [rule for rule in recipe.rules[:min(i for i, _ in reading)] if rule.level == "image"]
-        found = [rule.row_test(testable) for rule in earlier]
+        found = [rule.row_test(testable) for rule in recipe.rules[:min(reading)] if rule.level == "image"]
         if any(test is None for test in found):
             return None
         tests.append(found)
-        names.append(recipe.name)
-    if not tests:
-        return every
-    return (lambda row: any(all(test(row) for test in found) for found in tests)), names
+    return (lambda row: any(all(test(row) for test in found) for found in tests)), [r.name for r in narrowing]
 
 
 def _annotate_fused(lake: Lakehouse, fusion: _Fusion, cached: list[DataFrame]) -> list[Annotated]:
@@ -398,8 +391,7 @@ def _annotate_fused(lake: Lakehouse, fusion: _Fusion, cached: list[DataFrame]) -
     cached.append(scored)
     done = []
     for stage, rows, demand in ((first, scored, None), (then, scored.where(F.col(FUSED_FLAG)), fusion.demand)):
-        info = {"step": "annotate", **stage.describe(), "input": stage.input, "input_version": input_version,
-                "joins": {}, "upstream": upstream, "action": "overwrite", "demand": demand}
+        info = _annotate_info(stage, input_version, {}, upstream, "overwrite", demand)
         with session_conf(lake.spark, stage.spark_conf):
             written = lake.write(rows.select(*[F.col(f"`{f.name}`") for f in stage.schema.fields]), stage.table,
                                  mode="overwrite", commit_info=info, app_version=0,
@@ -426,24 +418,31 @@ def _demand_order(stages: list[Stage]) -> list[Stage]:
 def _demanded(lake: Lakehouse, stage: Stage, recipes: list[Recipe]) -> tuple[Optional[DataFrame], Optional[list]]:
     """The keys an on-demand `stage` must compute for `recipes` (what reaches their first rule reading it) and the
     recipes that need it; (None, None) when it computes every row (see `annotate`)."""
+    narrowing = _narrowing(lake, stage, recipes)
+    if not narrowing:
+        return None, None
+    items, columns = lake.read("items"), _own_columns(stage)
+    needed = [r.reaching(items, signal_tables(lake, r), columns).select(*stage.key) for r in narrowing]
+    return reduce(DataFrame.unionByName, needed).distinct(), [r.name for r in narrowing]
+
+
+def _narrowing(lake: Lakehouse, stage: Stage, recipes: list[Recipe]) -> list[Recipe]:
+    """The recipes narrowing an on-demand `stage` to what reaches their first rule reading it; none (every row)
+    without recipes, when another stage reads its table, when `items` lacks its key, when a sample rule reads it
+    (a sample rule sees every item of its samples), or when no recipe reads it (asked for by name)."""
     readers = [s.name for s in STAGES.values() if stage.table in (s.input, *s.joins)]
-    if not stage.on_demand or not recipes or readers:
-        return None, None
-    items = lake.read("items")
-    if not set(stage.key) <= set(items.columns):
-        return None, None
-    columns = {f.name.lower() for f in stage.schema.fields} - {k.lower() for k in stage.key}
-    needed, names = [], []
-    for recipe in recipes:
-        reached = recipe.reaching(items, signal_tables(lake, recipe), columns)
-        if reached is None and any(rule.columns() & columns for rule in recipe.rules):
-            return None, None  # a sample rule reads it: every row
-        if reached is not None:
-            needed.append(reached.select(*stage.key))
-            names.append(recipe.name)
-    if not needed:  # asked for by name, read by none of these recipes: every row
-        return None, None
-    return reduce(DataFrame.unionByName, needed).distinct(), names
+    if not stage.on_demand or not recipes or readers or not set(stage.key) <= set(lake.read("items").columns):
+        return []
+    columns = _own_columns(stage)
+    reading = [r for r in recipes if any(rule.columns() & columns for rule in r.rules)]
+    if any(rule.level == "sample" and rule.columns() & columns for r in reading for rule in r.rules):
+        return []
+    return reading
+
+
+def _own_columns(stage: Stage) -> set[str]:
+    """The columns a stage's table has besides its key, lower-cased as rules' words are."""
+    return {f.name.lower() for f in stage.schema.fields} - {k.lower() for k in stage.key}
 
 
 def stages_for(recipe: Union[Recipe, str], configured: Iterable[Stage] = ()) -> list[Stage]:
