@@ -12,6 +12,7 @@ the first rule in recipe order that did not hold. See docs/selection.md.
 """
 from __future__ import annotations
 
+import operator
 import re
 from dataclasses import dataclass
 from functools import reduce
@@ -148,8 +149,8 @@ _FLAG = re.compile(r"^\s*(?P<negated>NOT\s+)?(?P<column>[A-Za-z_][A-Za-z0-9_]*)\
 _COMPARE = re.compile(r"^\s*(?P<column>[A-Za-z_][A-Za-z0-9_]*)\s*(?P<op>>=|<=|<>|!=|=|>|<)\s*"
                       r"(?P<number>[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)\s*$")
 _OPS: dict[str, Callable[[float, float], bool]] = {
-    ">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, "<": lambda a, b: a < b,
-    "=": lambda a, b: a == b, "<>": lambda a, b: a != b, "!=": lambda a, b: a != b,
+    ">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "=": operator.eq, "<>": operator.ne,
+    "!=": operator.ne,
 }
 
 

@@ -232,11 +232,12 @@ def ingest(
         raise FileNotFoundError(f"no {format} input files under {paths!r}")
     # One partition per file with no shuffle: range gives slice i exactly the id i; the task maps it to its path.
     listing = spark.range(0, len(files), 1, max(1, len(files)))
-    # Both caches are declared here, in column batches of CACHE_BATCH_ROWS rows (a cache takes the setting when
-    # declared): Spark's default of 10,000 rows is gigabytes per batch when rows carry image bytes (or megabyte
-    # paragraphs). They fill on first use: the parse in the job gathering passthrough kinds, the items in the
-    # first write, so no job runs just to fill them.
-    with session_conf(spark, {"spark.sql.inMemoryColumnarStorage.batchSize": str(CACHE_BATCH_ROWS)}):
+    # Both caches (the parse, the items) are declared under cache_conf, in column batches of CACHE_BATCH_ROWS rows
+    # (a cache takes the setting when declared): Spark's default of 10,000 rows is gigabytes per batch when rows
+    # carry image bytes (or megabyte paragraphs). They fill on first use: the parse in the facts job, the items in
+    # the first write, so no job runs just to fill them.
+    cache_conf = {"spark.sql.inMemoryColumnarStorage.batchSize": str(CACHE_BATCH_ROWS)}
+    with session_conf(spark, cache_conf):
         union = (
             listing.mapInArrow(_parse_files(READERS[format], options, files), UNION)
             .persist(StorageLevel.DISK_ONLY)
@@ -261,7 +262,7 @@ def ingest(
         ))
     else:
         items = items_all
-    with session_conf(spark, {"spark.sql.inMemoryColumnarStorage.batchSize": str(CACHE_BATCH_ROWS)}):
+    with session_conf(spark, cache_conf):
         items = _with_passthrough(items, facts["kinds"], options, FIELDS.get(format, {}))
         items = items.persist(StorageLevel.MEMORY_AND_DISK)  # read 3 times
     persisted.append(items)
