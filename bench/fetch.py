@@ -3,12 +3,14 @@ client (`fetch_row`: urllib, probe, sha256) and concurrency, from a local server
 
     python bench/fetch.py --urls 1000 --latency-ms 20 --concurrency 16
 
-The server (127.0.0.1, a free port) answers every /img/<n>.jpg with the same photo after `latency-ms`, so
-the numbers measure the fetch machinery and the Spark overhead, not a network.
+The server (127.0.0.1, a free port, in a process of its own so that neither client shares its interpreter lock)
+answers every /img/<n>.jpg with the same photo after `latency-ms`, so the numbers measure the fetch machinery
+and the Spark overhead, not a network.
 """
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import sys
 import threading
@@ -18,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import median_times, report, run  # noqa: E402
+from _common import load_average, median_times, report, run  # noqa: E402
 
 from mmcurate.io.fetch import FetchOptions, build_opener, fetch_images, fetch_row  # noqa: E402
 from mmcurate.spark import get_spark  # noqa: E402
@@ -48,6 +50,20 @@ def serve(body: bytes, latency: float) -> ThreadingHTTPServer:
     return server
 
 
+def serve_apart(body: bytes, latency: float) -> tuple[multiprocessing.Process, int]:
+    """`serve` in a child process; returns it and the port it listens on."""
+    receive, send = multiprocessing.Pipe(duplex=False)
+
+    def child():
+        server = serve(body, latency)
+        send.send(server.server_address[1])
+        threading.Event().wait()
+
+    process = multiprocessing.get_context("fork").Process(target=child, daemon=True)
+    process.start()
+    return process, receive.recv()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--urls", type=int, default=1000)
@@ -56,8 +72,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
 
-    server = serve(PHOTO.read_bytes(), args.latency_ms / 1000)
-    urls = [f"http://127.0.0.1:{server.server_address[1]}/img/{n}.jpg" for n in range(args.urls)]
+    server, port = serve_apart(PHOTO.read_bytes(), args.latency_ms / 1000)  # before Spark: a clean fork
+    urls = [f"http://127.0.0.1:{port}/img/{n}.jpg" for n in range(args.urls)]
     options = FetchOptions(concurrency=args.concurrency, timeout=30.0)
     spark = get_spark(master="local[2]", app_name="bench-fetch", conf={"spark.sql.shuffle.partitions": "1"})
     items = spark.createDataFrame(
@@ -85,7 +101,8 @@ def main() -> None:
            "bare concurrent.futures loop")
     for name, seconds in times.items():
         print(f"  {name:<34} {args.urls / seconds:8.0f} images/s")
-    server.shutdown()
+    print(f"  load average {load_average()}")
+    server.terminate()
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Mapping
 
-from pyspark.sql import SparkSession
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
 
 SESSION_CONF = {
     # Delta readers expect INT64 micros; Spark's default INT96 is legacy.
@@ -94,3 +95,15 @@ def session_conf(spark: SparkSession, settings: Mapping[str, str]) -> Iterator[N
                 spark.conf.unset(key)
             else:
                 spark.conf.set(key, value)
+
+
+LARGE_ROW_BATCH = 64
+"""Rows per column batch of a cache whose rows carry image bytes (or megabyte paragraphs): Spark's default of
+10,000 rows is gigabytes per batch, copied as it grows and past a Java array's 2 GB limit for large images."""
+
+
+def persist_large_rows(frame: DataFrame, level: StorageLevel = StorageLevel.DISK_ONLY) -> DataFrame:
+    """`frame` persisted in column batches of LARGE_ROW_BATCH rows. A cache takes the batch size when declared,
+    so the setting holds for the declaration only (the session's own value is restored); it fills on first use."""
+    with session_conf(frame.sparkSession, {"spark.sql.inMemoryColumnarStorage.batchSize": str(LARGE_ROW_BATCH)}):
+        return frame.persist(level)

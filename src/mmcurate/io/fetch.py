@@ -31,6 +31,7 @@ from mmcurate.io.documents import DANGEROUS_IMAGE
 from mmcurate.io.materialize import (IMAGE_FIELDS, IMAGES_DDL, Materialized, apply_results, image_columns,
                                      images_of, record_batches, source_path)
 from mmcurate.schema import IMAGES, is_modality, items_columns
+from mmcurate.spark import persist_large_rows
 
 STATUSES = ("http_<code>", "timeout", "too_big", "not_an_image", "denied", "connection_error", "decompression_bomb")
 """What `materialize_error` starts with when a fetch failed (`"<status>: <detail>"`)."""
@@ -105,10 +106,11 @@ def needs_fetch(retry_errors: Union[bool, str] = False) -> Column:
 
 @dataclass
 class Fetched(Materialized):
-    """Materialized, with the number of distinct URLs requested in counts()."""
+    """Materialized, with the number of distinct URLs requested in counts() (`results` has each item's url)."""
 
     def counts(self) -> dict:
-        return {**super().counts(), "urls": self.cached[0].count()}
+        rows = self._per_reason(F.count_distinct("url").alias("urls"))  # a URL has one result: one reason
+        return {**self._counts(rows), "urls": sum(r.urls for r in rows)}
 
 
 def fetch_images(items: DataFrame, options: Optional[FetchOptions] = None,
@@ -118,20 +120,23 @@ def fetch_images(items: DataFrame, options: Optional[FetchOptions] = None,
     options = options or FetchOptions()
     items = items_columns(items, where="fetch_images(items)")
     todo = items.where(needs_fetch(retry_errors)).select("sample_id", "position", url_of().alias("url"))
-    fetched = (todo.select("url").distinct().mapInArrow(_fetch_urls(options), _FETCHED_DDL)
-               .persist(StorageLevel.DISK_ONLY))
-    results = todo.join(fetched, "url").drop("url")
+    fetched = persist_large_rows(todo.select("url").distinct().mapInArrow(_fetch_urls(options), _FETCHED_DDL))
+    # The keys cached apart: counted and joined to the items without reading the bytes again.
+    results = (todo.join(fetched.select("url", "materialize_error", "image_id"), "url")
+               .persist(StorageLevel.MEMORY_AND_DISK))
     return Fetched(apply_results(items, results), images_of(fetched), results, cached=(fetched,))
 
 
 def _fetch_urls(options: FetchOptions):
-    """The mapInArrow function: distinct URLs in, FETCHED rows out, `concurrency` requests in flight per task."""
+    """The mapInArrow function: distinct URLs in, FETCHED rows out, `concurrency` requests in flight per task and
+    up to three times as many answers held (at most max_bytes each) while Spark takes a batch, so the threads
+    keep fetching while the task waits on the JVM."""
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         opener = build_opener(options)
         urls = (url for batch in batches for url in batch.column("url").to_pylist())
         with ThreadPoolExecutor(options.concurrency, thread_name_prefix="fetch") as pool:
-            rows = bounded_map(pool, lambda url: fetch_row(url, options, opener), urls, 2 * options.concurrency)
+            rows = bounded_map(pool, lambda url: fetch_row(url, options, opener), urls, 4 * options.concurrency)
             yield from record_batches(rows, FETCHED)
 
     return run

@@ -32,7 +32,7 @@ from mmcurate.io.readers.records import read_documents, read_mmc4
 from mmcurate.io.readers.warc import read_warc
 from mmcurate.io.readers.webdataset import read_webdataset
 from mmcurate.schema import IMAGES, ITEMS, QUARANTINE
-from mmcurate.spark import session_conf
+from mmcurate.spark import persist_large_rows
 
 READERS: dict[str, Callable] = {
     "webdataset": read_webdataset,  # MINT-1T (HTML/PDF/ArXiv) and NeMo Curator interleaved shards
@@ -69,7 +69,6 @@ _ARROW_UNION = pa.schema(
 )
 BATCH_ROWS = 512
 BATCH_BYTES = 32 * 2**20
-CACHE_BATCH_ROWS = 64
 _DELTA_UNSAFE = re.compile(r"[ ,;{}()\n\t=]")
 
 
@@ -232,16 +231,9 @@ def ingest(
         raise FileNotFoundError(f"no {format} input files under {paths!r}")
     # One partition per file with no shuffle: range gives slice i exactly the id i; the task maps it to its path.
     listing = spark.range(0, len(files), 1, max(1, len(files)))
-    # Both caches (the parse, the items) are declared under cache_conf, in column batches of CACHE_BATCH_ROWS rows
-    # (a cache takes the setting when declared): Spark's default of 10,000 rows is gigabytes per batch when rows
-    # carry image bytes (or megabyte paragraphs). They fill on first use: the parse in the facts job, the items in
-    # the first write, so no job runs just to fill them.
-    cache_conf = {"spark.sql.inMemoryColumnarStorage.batchSize": str(CACHE_BATCH_ROWS)}
-    with session_conf(spark, cache_conf):
-        union = (
-            listing.mapInArrow(_parse_files(READERS[format], options, files), UNION)
-            .persist(StorageLevel.DISK_ONLY)
-        )
+    # Both caches (the parse, the items) hold image bytes or long texts: persist_large_rows. They fill on first
+    # use: the parse in the facts job, the items in the first write, so no job runs just to fill them.
+    union = persist_large_rows(listing.mapInArrow(_parse_files(READERS[format], options, files), UNION))
     facts = _parse_facts(union)  # the one job that parses (and fills the cache)
     items_all = union.where("kind = 'item'")
     quarantine = union.where("kind = 'quarantine'").select(*QUARANTINE.fieldNames())
@@ -262,9 +254,8 @@ def ingest(
         ))
     else:
         items = items_all
-    with session_conf(spark, cache_conf):
-        items = _with_passthrough(items, facts["kinds"], options, FIELDS.get(format, {}))
-        items = items.persist(StorageLevel.MEMORY_AND_DISK)  # read 3 times
+    items = _with_passthrough(items, facts["kinds"], options, FIELDS.get(format, {}))
+    items = persist_large_rows(items, StorageLevel.MEMORY_AND_DISK)  # read 3 times
     persisted.append(items)
 
     # An image is one row per (image_id, file): each task emits an image once. When every image row is the only
