@@ -13,8 +13,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Mapping
 
-from pyspark import StorageLevel
+from pyspark import SparkContext, StorageLevel
 from pyspark.sql import DataFrame, SparkSession
+
+from mmcurate import class_archive
 
 SESSION_CONF = {
     # Delta readers expect INT64 micros; Spark's default INT96 is legacy.
@@ -46,7 +48,8 @@ def get_spark(
     """The active session, untouched, if there is one; else a new one with `conf` on top of our defaults.
 
     A new session is `local[*]` (or `$MMCURATE_SPARK_MASTER`) with local defaults, unless the
-    process was started by spark-submit, whose master and settings are kept. Sets PYSPARK_PYTHON
+    process was started by spark-submit, whose master and settings are kept; its JVM maps Spark's classes from
+    an archive recorded by the first such session (`mmcurate.class_archive`). Sets PYSPARK_PYTHON
     to the running interpreter so executors use the same environment. Without `master`, a set
     `$SPARK_REMOTE` gives a Spark Connect session to that server, with only runtime settings
     (`conf` on top of SESSION_CONF): the server owns its master, memory and Python workers.
@@ -65,12 +68,20 @@ def get_spark(
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name)
     launched_by_spark_submit = "PYSPARK_GATEWAY_PORT" in os.environ
+    recording = archive = None
     if master or not launched_by_spark_submit:
         builder = builder.master(master or os.environ.get("MMCURATE_SPARK_MASTER", "local[*]"))
-        settings = {**LOCAL_CONF, "spark.driver.extraJavaOptions": _QUIET_LOGGING, **settings}
+        java_options = _QUIET_LOGGING
+        if not launched_by_spark_submit and SparkContext._gateway is None:  # this process starts the JVM
+            archive = class_archive.archive_for(settings)
+            options, recording = class_archive.java_options(archive)
+            java_options = f"{java_options} {options}".strip()
+        settings = {**LOCAL_CONF, "spark.driver.extraJavaOptions": java_options, **settings}
     for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
+    if recording is not None and "ArchiveClassesAtExit" in settings["spark.driver.extraJavaOptions"]:
+        class_archive.publish_at_exit(recording, archive)
     spark.sparkContext.setLogLevel("ERROR")
     return spark
 
