@@ -28,7 +28,7 @@ from mmcurate.io.documents import STAGE as INGEST_STAGE
 from mmcurate.io.documents import ReaderOptions
 from mmcurate.io.ingest import PATTERNS, IngestResult, list_files
 from mmcurate.io.ingest import ingest as parse
-from mmcurate.lakehouse import CommitConflictError, Lakehouse
+from mmcurate.lakehouse import CommitConflictError, Lakehouse, has_no_rows
 from mmcurate.mixing import Mix, MixError
 from mmcurate.mixing.plan import mixed_items, plan_mix
 from mmcurate.mixing.report import mix_report, plot_report
@@ -165,7 +165,7 @@ def _append_new_images(lake: Lakehouse, images: DataFrame, info: dict, txn: dict
     for attempt in range(INGEST_COMMIT_ATTEMPTS):
         version = lake.version("images") if lake.exists("images") else -1
         new = images
-        if version >= 0:
+        if version >= 0 and not has_no_rows(images):
             new = images.join(lake.read("images", version=version).select("image_id"), "image_id", "left_anti")
         try:
             return lake.write(new, "images", mode="append", commit_info=info, expected_version=version, **txn), new

@@ -21,7 +21,10 @@ from mmcurate.lakehouse import (
     TableExistsError,
     TableNotFoundError,
     UnsupportedTableError,
+    has_no_rows,
+    no_rows,
 )
+from mmcurate.lakehouse.embedded import EmbeddedBackend
 from mmcurate.lakehouse.native import has_delta_connector
 
 SCHEMA = T.StructType(
@@ -428,3 +431,24 @@ def test_optimize_then_vacuum_frees_the_replaced_files(spark, tmp_path):
     assert lake.read("t").count() == 12
     with pytest.raises(ValueError):
         lake.optimize("t", target_size=0)
+
+
+def test_a_frame_known_to_be_empty_is_committed_without_a_spark_job(spark, lake):
+    data = frame(spark, rows(4))
+    sc = spark.sparkContext
+    sc.setJobGroup("empty-writes", "writes of no_rows frames")
+    try:
+        created = lake.write(no_rows(data), "t", commit_info={"step": "test"}, app_id="a", app_version=1)
+        appended = lake.write(no_rows(data), "t", commit_info={"step": "again"}, app_id="a", app_version=2)
+        again = lake.write(no_rows(data), "t", app_id="a", app_version=2)  # seen: skipped
+    finally:
+        sc.setJobGroup("other", "")
+    if isinstance(lake.backend, EmbeddedBackend):
+        assert sc.statusTracker().getJobIdsForGroup("empty-writes") == []
+    assert (created.version, created.rows_added, appended.version, appended.rows_added) == (0, 0, 1, 0)
+    assert again.skipped
+    assert lake.read("t").schema.fieldNames() == data.schema.fieldNames() and lake.read("t").count() == 0
+    assert [info["step"] for _, info in lake.commit_infos("t")] == ["again", "test"]
+    lake.write(data, "t")
+    assert lake.read("t").count() == 4
+    assert has_no_rows(no_rows(data)) and not has_no_rows(no_rows(data).select("*")) and not has_no_rows(data)

@@ -31,6 +31,7 @@ from mmcurate.io.readers.pdf import read_pdf
 from mmcurate.io.readers.records import read_documents, read_mmc4
 from mmcurate.io.readers.warc import read_warc
 from mmcurate.io.readers.webdataset import read_webdataset
+from mmcurate.lakehouse.base import no_rows
 from mmcurate.schema import IMAGES, ITEMS, QUARANTINE
 from mmcurate.spark import persist_large_rows
 
@@ -275,9 +276,9 @@ def ingest(
         image_rows = image_rows.join(unwanted, ["image_id", "source"], "left_anti")
     images = image_rows.select(*IMAGES.fieldNames())
     if not facts["image_rows"]:
-        images = images.limit(0)  # planned as an empty relation: writing it reads nothing
+        images = no_rows(images)  # written without a Spark job
     if not facts["quarantined"] and not facts["duplicate_sample_ids"]:
-        quarantine = quarantine.limit(0)
+        quarantine = no_rows(quarantine)
     counts = None if facts["duplicate_sample_ids"] else {
         k: facts[k] for k in ("documents", "text_items", "image_items", "quarantined")}
     requested = (*(options.fields or ()), *options.per_image_fields, *options.per_text_fields)

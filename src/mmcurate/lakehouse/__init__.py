@@ -25,6 +25,8 @@ from mmcurate.lakehouse.base import (
     WriteResult,
     check_app_transaction,
     check_mode,
+    has_no_rows,
+    no_rows,
 )
 from mmcurate.lakehouse.embedded import EmbeddedBackend
 from mmcurate.lakehouse.native import NativeBackend, delta_unavailable
@@ -45,6 +47,8 @@ __all__ = [
     "UnsupportedTableError",
     "CommitConflictError",
     "BackendUnavailableError",
+    "no_rows",
+    "has_no_rows",
 ]
 
 

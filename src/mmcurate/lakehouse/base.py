@@ -99,6 +99,23 @@ class Backend(Protocol):
     def optimize(self, table: str, target_size: Optional[int]) -> OptimizeResult: ...
 
 
+_NO_ROWS = "_mmcurate_no_rows"
+
+
+def no_rows(df: DataFrame) -> DataFrame:
+    """`df` emptied, and known to be empty: a lakehouse write of it commits the schema and the commit's facts
+    without running a Spark job (an empty write is otherwise a job of its own). A frame derived from it is not
+    marked, whatever it holds."""
+    empty = df.limit(0)
+    setattr(empty, _NO_ROWS, True)
+    return empty
+
+
+def has_no_rows(df: DataFrame) -> bool:
+    """True for a frame `no_rows` made."""
+    return getattr(df, _NO_ROWS, False)
+
+
 def check_mode(mode: str) -> None:
     if mode not in WRITE_MODES:
         raise ValueError(f"mode must be one of {WRITE_MODES}, got {mode!r}")

@@ -39,6 +39,7 @@ from mmcurate.lakehouse.base import (
     WriteResult,
     decode_commit_info,
     encode_commit_info,
+    has_no_rows,
     matches,
     schema_differences,
 )
@@ -232,6 +233,7 @@ class EmbeddedBackend:
         expected_version: Optional[int] = None,
     ) -> WriteResult:
         dt = self._load(table)
+        empty = has_no_rows(df)  # known before df is reordered to the table's columns
         if expected_version is not None and (dt.version() if dt is not None else -1) != expected_version:
             raise CommitConflictError(f"{table!r} changed since version {expected_version} was read; read it again")
         read_version, removes = None, []
@@ -271,9 +273,11 @@ class EmbeddedBackend:
         folder = f"data-{uuid.uuid4().hex[:16]}"
         staging_fs = f"{self._fs_path(table)}/{folder}"
         try:
-            with session_conf(self.spark, WRITE_CONF):
-                df.write.mode("error").parquet(f"{self.location(table)}/{folder}")
-            files = self._written_files(f"{self.location(table)}/{folder}", staging_fs)
+            files = []
+            if not empty:
+                with session_conf(self.spark, WRITE_CONF):
+                    df.write.mode("error").parquet(f"{self.location(table)}/{folder}")
+                files = self._written_files(f"{self.location(table)}/{folder}", staging_fs)
             actions, rows = add_actions(self.fs, self._fs_path(table), files)
             metadata = dict(COMMIT_METADATA)
             if commit_info:
