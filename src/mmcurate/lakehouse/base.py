@@ -112,8 +112,9 @@ def no_rows(df: DataFrame) -> DataFrame:
 
 
 def has_no_rows(df: DataFrame) -> bool:
-    """True for a frame `no_rows` made."""
-    return getattr(df, _NO_ROWS, False)
+    """True for a frame `no_rows` made (read from the object itself: a Connect frame answers any unknown
+    attribute with a column)."""
+    return vars(df).get(_NO_ROWS) is True
 
 
 def check_mode(mode: str) -> None:
