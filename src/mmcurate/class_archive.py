@@ -88,7 +88,8 @@ def publish(jvm: subprocess.Popen, recording: Path, archive: Path, wait_s: float
 
 
 def publish_at_exit(recording: Path, archive: Path) -> None:
-    """At interpreter exit, end the session's JVM (as PySpark does: its stdin closes), then `publish`."""
+    """At interpreter exit, stop a running SparkContext and end its JVM (as PySpark does: its stdin closes), then
+    `publish`."""
     from pyspark import SparkContext
 
     gateway = SparkContext._gateway
@@ -97,6 +98,9 @@ def publish_at_exit(recording: Path, archive: Path) -> None:
         return
 
     def close_and_publish():
+        active = SparkContext._active_spark_context
+        if active is not None:  # stopped first: its accumulator server would report the JVM's going as an error
+            active.stop()
         if jvm.stdin is not None:
             jvm.stdin.close()
         publish(jvm, recording, archive)
