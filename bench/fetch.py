@@ -1,5 +1,6 @@
-"""Image fetch throughput: `fetch_images` (Spark, one task) vs a bare concurrent.futures loop with the same
-client (`fetch_row`: urllib, probe, sha256) and concurrency, from a local server, as a ratio in one run.
+"""Image fetch throughput: `fetch_images` (Spark, one task, the bytes staged as `steps.fetch` does) vs a bare
+concurrent.futures loop with the same client (`fetch_row`: urllib, probe, sha256) and concurrency, from a local
+server, as a ratio in one run.
 
     python bench/fetch.py --urls 1000 --latency-ms 20 --concurrency 16
 
@@ -20,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import load_average, median_times, report, run  # noqa: E402
+from _common import load_average, median_times, report, run, work_dir  # noqa: E402
 
 from mmcurate.io.fetch import FetchOptions, build_opener, fetch_images, fetch_row  # noqa: E402
 from mmcurate.spark import get_spark  # noqa: E402
@@ -72,36 +73,37 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
 
-    server, port = serve_apart(PHOTO.read_bytes(), args.latency_ms / 1000)  # before Spark: a clean fork
-    urls = [f"http://127.0.0.1:{port}/img/{n}.jpg" for n in range(args.urls)]
-    options = FetchOptions(concurrency=args.concurrency, timeout=30.0)
-    spark = get_spark(master="local[2]", app_name="bench-fetch", conf={"spark.sql.shuffle.partitions": "1"})
-    items = spark.createDataFrame(
-        [(f"s{n}", 0, "image", None, None, None, url, None, None) for n, url in enumerate(urls)],
-        "sample_id string, position int, modality string, content_type string, text_content string, "
-        "image_id string, image_url string, source_ref string, materialize_error string").cache()
-    items.count()
+    with work_dir("mmcurate-bench-fetch-") as scratch:  # the staged bytes
+        server, port = serve_apart(PHOTO.read_bytes(), args.latency_ms / 1000)  # before Spark: a clean fork
+        urls = [f"http://127.0.0.1:{port}/img/{n}.jpg" for n in range(args.urls)]
+        options = FetchOptions(concurrency=args.concurrency, timeout=30.0)
+        spark = get_spark(master="local[2]", app_name="bench-fetch", conf={"spark.sql.shuffle.partitions": "1"})
+        items = spark.createDataFrame(
+            [(f"s{n}", 0, "image", None, None, None, url, None, None) for n, url in enumerate(urls)],
+            "sample_id string, position int, modality string, content_type string, text_content string, "
+            "image_id string, image_url string, source_ref string, materialize_error string").cache()
+        items.count()
 
-    def spark_fetch():
-        with fetch_images(items, options) as done:
-            counts = done.counts()
-        assert counts["materialized"] == args.urls, counts
+        def spark_fetch():
+            with fetch_images(items, options, staging=str(scratch)) as done:
+                counts = done.counts()
+            assert counts["materialized"] == args.urls, counts
 
-    def bare_loop():
-        opener = build_opener(options)
-        with ThreadPoolExecutor(args.concurrency) as pool:
-            rows = list(pool.map(lambda url: fetch_row(url, options, opener), urls))
-        assert all(r["image_id"] for r in rows)
+        def bare_loop():
+            opener = build_opener(options)
+            with ThreadPoolExecutor(args.concurrency) as pool:
+                rows = list(pool.map(lambda url: fetch_row(url, options, opener), urls))
+            assert all(r["image_id"] for r in rows)
 
-    with fetch_images(items.limit(20), options) as warm:  # Python workers started outside the timing
-        warm.counts()
-    times = median_times({"bare concurrent.futures loop": bare_loop, "fetch_images (Spark, 1 task)": spark_fetch},
-                         args.repeat)
-    report(f"fetch {args.urls} URLs, {args.latency_ms:g} ms latency, concurrency {args.concurrency}", times,
-           "bare concurrent.futures loop")
-    for name, seconds in times.items():
-        print(f"  {name:<34} {args.urls / seconds:8.0f} images/s")
-    print(f"  load average {load_average()}")
+        with fetch_images(items.limit(20), options, staging=str(scratch)) as warm:  # workers started before timing
+            warm.counts()
+        times = median_times({"bare concurrent.futures loop": bare_loop, "fetch_images (Spark, 1 task)": spark_fetch},
+                             args.repeat)
+        report(f"fetch {args.urls} URLs, {args.latency_ms:g} ms latency, concurrency {args.concurrency}", times,
+               "bare concurrent.futures loop")
+        for name, seconds in times.items():
+            print(f"  {name:<34} {args.urls / seconds:8.0f} images/s")
+        print(f"  load average {load_average()}")
     server.terminate()
 
 

@@ -135,7 +135,8 @@ def fetch(lake: Lakehouse, table: str = "items", options=None, retry_errors: Uni
     from mmcurate.io.fetch import FetchOptions, fetch_images
 
     version = lake.version(table)
-    with fetch_images(lake.read(table, version=version), options or FetchOptions(), retry_errors) as done:
+    with fetch_images(lake.read(table, version=version), options or FetchOptions(), retry_errors,
+                      staging=lake.scratch("fetch")) as done:
         return _commit_materialized(lake, table, version, done, "fetch")
 
 

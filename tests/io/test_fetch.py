@@ -101,13 +101,16 @@ def by_position(rows):
     return {(r.sample_id, r.position): (r.image_id, r.materialize_error) for r in rows}
 
 
-def test_fetch_images_statuses_and_requests(spark, server, photos):
+def test_fetch_images_statuses_and_requests(spark, server, photos, tmp_path):
     server.requests.clear()
     items = items_frame(spark, server)
-    with fetch_images(items, FetchOptions(deny=("localhost",), **OPTIONS)) as done:
+    with fetch_images(items, FetchOptions(deny=("localhost",), **OPTIONS), staging=str(tmp_path)) as done:
+        assert sum(server.requests.values()) > 0               # staged: downloaded here, before Spark lists the parts
         got = by_position(done.items.collect())
         counts = done.counts()
         images = {r.image_id: r for r in done.images.collect()}
+        assert [p.name for p in tmp_path.glob("*/part-*.parquet")]
+    assert list(tmp_path.iterdir()) == []                      # the staged bytes go with the result
     digest = {k: hashlib.sha256(v).hexdigest() for k, v in photos.items()}
     status = {k: (v[1] or "").split(":")[0] for k, v in got.items()}
     assert got[("a", 0)] == (digest["baboon"], None) == got[("a", 1)] == got[("b", 0)] == got[("c", 0)]
@@ -130,8 +133,9 @@ def test_fetch_images_statuses_and_requests(spark, server, photos):
 
 def test_noai_can_be_ignored(spark, server, photos):
     items = spark.createDataFrame([("s", 0, "image", None, None, None, server.url("/noai.jpg"), None, None)], ITEMS_DDL)
-    with fetch_images(items, FetchOptions(honour_noai=False, **OPTIONS)) as done:
+    with fetch_images(items, FetchOptions(honour_noai=False, **OPTIONS)) as done:  # no staging: Spark caches the bytes
         assert done.items.first().image_id == hashlib.sha256(photos["baboon"]).hexdigest()
+        assert [r.width for r in done.images.collect()] == [512]
 
 
 def test_step_commits_and_resumes(spark, server, tmp_path, photos):
@@ -143,6 +147,7 @@ def test_step_commits_and_resumes(spark, server, tmp_path, photos):
     assert first["new_images"] == 3 and first["failed"]["denied"] == 3
     assert lake.read("images").count() == 3
     assert lake.read("items").where("image_id IS NOT NULL").count() == 7  # 6 fetched + the one that had bytes
+    assert list((tmp_path / "lake" / "_scratch" / "fetch").iterdir()) == [] and lake.tables() == ["images", "items"]
     requested = sum(server.requests.values())
 
     again = steps.fetch(lake, options=options)                # fetched or failed: nothing new is requested

@@ -15,7 +15,7 @@ import json
 import tarfile
 import warnings
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Optional
+from typing import Iterable, Iterator, Optional, Sequence
 
 import fsspec
 import pyarrow as pa
@@ -25,6 +25,7 @@ from pyspark.sql import functions as F
 
 from mmcurate.images import MAX_PIXELS, ImageInfo, extract_tiff_frame, probe, sha256_hex
 from mmcurate.io.documents import DANGEROUS_IMAGE, arrow_batch
+from mmcurate.io.staging import Staging
 from mmcurate.schema import IMAGES, is_modality, items_columns
 from mmcurate.spark import persist_large_rows
 
@@ -82,12 +83,14 @@ def needs_bytes(only_missing_binary: bool = True, retry_errors: bool = False) ->
 class Materialized:
     """Items with `image_id` / `materialize_error` set where bytes were read or failed, the new `images` rows
     (one per image_id) and per tried item its `results` (the keys, image_id and error); a context manager
-    releasing the cached reads (`results` and any other frame in `cached`)."""
+    releasing the cached reads (`results` and any other frame in `cached`) and the `staging` folder of the
+    bytes, if any."""
 
     items: DataFrame
     images: DataFrame
     results: DataFrame
     cached: tuple = ()
+    staging: Optional[Staging] = None
 
     def counts(self) -> dict:
         """Items tried, materialized, and failed per reason (the error's text before its first colon)."""
@@ -107,6 +110,8 @@ class Materialized:
     def unpersist(self) -> None:
         for frame in (self.results, *self.cached):
             frame.unpersist()
+        if self.staging is not None:
+            self.staging.remove()
 
     def __enter__(self) -> "Materialized":
         return self
@@ -119,7 +124,7 @@ def materialize_images(items: DataFrame, only_missing_binary: bool = True, retry
                        max_pixels: int = MAX_PIXELS) -> Materialized:
     """Read the bytes of `needs_bytes` items in executors (grouped by source file) and content-address them.
 
-    Reading is done once (the results are cached on disk); bombs (over max_pixels) are refused from the header,
+    Reading is done once, here (the results are cached on disk); bombs (over max_pixels) are refused from the header,
     like at ingest. Items not tried are returned unchanged.
     """
     items = items_columns(items, where="materialize_images(items)")
@@ -130,7 +135,8 @@ def materialize_images(items: DataFrame, only_missing_binary: bool = True, retry
                               .mapInArrow(_read_sources(max_pixels), _RESULT_DDL))
     # The keys cached apart: counted and joined to the items without reading the bytes again.
     results = read.select(*_KEYS).persist(StorageLevel.MEMORY_AND_DISK)
-    return Materialized(apply_results(items, results), images_of(read), results, cached=(read,))
+    images, copies = images_of(read, results, ("sample_id", "position"))  # reads the bytes now
+    return Materialized(apply_results(items, results), images, results, cached=(read, *filter(None, [copies])))
 
 
 def apply_results(items: DataFrame, results: DataFrame) -> DataFrame:
@@ -144,9 +150,21 @@ def apply_results(items: DataFrame, results: DataFrame) -> DataFrame:
         if c == "materialize_error" else F.col(f"`{c}`") for c in items.columns])
 
 
-def images_of(results: DataFrame) -> DataFrame:
-    """The `images` rows of the bytes `results` holds, one per image_id (the same bytes read twice stored once)."""
-    return results.where("image_id IS NOT NULL").select(*IMAGES.fieldNames()).dropDuplicates(["image_id"])
+def images_of(rows: DataFrame, keys: DataFrame, by: Sequence[str]) -> tuple[DataFrame, Optional[DataFrame]]:
+    """The `images` rows of the bytes `rows` holds, one per image_id (bytes read twice stored once), and the cached
+    frame to release with them (None when there is none). The later copies of an image (usually none) are found on
+    `keys` (the `by` columns, unique per row of `rows`, and image_id: small) and cached now, so the planner sees
+    their size and leaves them out by a broadcast join where the bytes lie: the bytes are never shuffled or sorted,
+    as deduplicating the rows themselves would."""
+    ids, key = keys.where("image_id IS NOT NULL"), F.struct(*by)
+    images = rows.where("image_id IS NOT NULL")
+    first = ids.groupBy("image_id").agg(F.min(key).alias("_first"), F.max(key).alias("_last"))
+    if not first.agg(F.count_if(F.col("_first") != F.col("_last"))).first()[0]:  # the usual case: one small job
+        return images.select(*IMAGES.fieldNames()), None
+    copies = (ids.join(first, "image_id").where(key != F.col("_first")).select(*by).distinct()
+              .persist(StorageLevel.MEMORY_AND_DISK))
+    copies.count()
+    return images.join(copies, list(by), "left_anti").select(*IMAGES.fieldNames()), copies
 
 
 def image_columns(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[dict, ImageInfo]:

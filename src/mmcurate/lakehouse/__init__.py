@@ -94,6 +94,12 @@ class Lakehouse:
     def exists(self, table: str) -> bool:
         return self.backend.exists(_check_name(table))
 
+    def scratch(self, purpose: str) -> Optional[str]:
+        """A folder for a step's intermediate files, which executors write and the step removes
+        (`<root>/_scratch/<purpose>`, never a table); None where executors cannot be assumed to write the root
+        with pyarrow (the native backend: a catalog schema, or storage only Spark's connectors reach)."""
+        return self.backend.scratch(_check_name(purpose))
+
     def tables(self) -> list[str]:
         """Names of the Delta tables in this lakehouse."""
         return self.backend.tables()

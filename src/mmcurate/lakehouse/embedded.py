@@ -79,6 +79,9 @@ class EmbeddedBackend:
     def location(self, table: str) -> str:
         return f"{self.root.rstrip('/')}/{table}"
 
+    def scratch(self, purpose: str) -> str:
+        return f"{self.root.rstrip('/')}/_scratch/{purpose}"  # the driver's pyarrow reaches the root: so do executors
+
     def _fs_path(self, table: str) -> str:
         return f"{self.fs_root.rstrip('/')}/{table}"
 

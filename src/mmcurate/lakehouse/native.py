@@ -61,6 +61,9 @@ class NativeBackend:
     def location(self, table: str) -> str:
         return f"{self.root}.{table}" if self.catalog else f"{self.root}/{table}"
 
+    def scratch(self, purpose: str) -> None:
+        return None  # steps keep intermediate rows in Spark's cache here
+
     def _delta_table(self, table: str):
         from delta.tables import DeltaTable
 
