@@ -19,9 +19,12 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def median_times(cases: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
-    """Median wall time per case; cases run interleaved so machine noise hits them alike."""
-    samples: dict[str, list[float]] = {name: [] for name in cases}
+def median_times(cases: dict[str, Callable[[], object]], repeat: int,
+                 samples: Optional[dict[str, list[float]]] = None) -> dict[str, float]:
+    """Median wall time per case; cases run interleaved so machine noise hits them alike. `samples`, when given,
+    receives every run's time per case."""
+    samples = {} if samples is None else samples
+    samples.update({name: [] for name in cases})
     for _ in range(repeat):
         for name, fn in cases.items():
             samples[name].append(timed(fn))

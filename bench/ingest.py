@@ -1,12 +1,14 @@
 """WebDataset shards -> Delta through `steps.ingest` vs a bare tarfile + pyarrow loop, one run.
 
-    python bench/ingest.py --samples 5000 --shards 8
+    python bench/ingest.py --samples 5000 --shards 8 --repeat 3
 
 Input: the packaged demo documents (real OpenCV tutorial pages and images) copied under fresh
 sample ids until `--samples` documents, in `--shards` MINT-1T/NeMo layout tars. The bare loop runs
 in 2 processes (as many as Spark's local[2] cores) and does the same work per shard: read the tar,
 parse each JSON, sha256 and probe each image (same `probe` call, same pixel limit), and write items
-and unique images as Parquet with pyarrow. Prints seconds and the ratio (goal <= 1.5x).
+and unique images as Parquet with pyarrow. Both are warmed by one small run (the JVM, the Python workers,
+the lakehouse's first write), then run interleaved `--repeat` times, each into a new lakehouse (medians,
+as bench/warc.py; the first timed run of each is printed too). Prints seconds and the ratio (goal <= 1.5x).
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from multiprocessing import Pool
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import report, timed, run  # noqa: E402
+from _common import load_average, median_times, report, run  # noqa: E402
 from _data import add_member  # noqa: E402
 
 import pyarrow as pa  # noqa: E402
@@ -104,10 +106,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=5000)
     parser.add_argument("--shards", type=int, default=8)
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
     from mmcurate import steps
-    from mmcurate.io.ingest import ingest
     from mmcurate.lakehouse import Lakehouse
     from mmcurate.spark import get_spark
 
@@ -121,27 +123,26 @@ def main() -> None:
         warm = work / "warm"
         warm.mkdir()
         write_shards(warm, 4, 2)
-        with ingest(spark, str(warm), "webdataset") as warmed:  # the JVM and the Python workers (readers
-            warmed.items.count()                                # imported) started outside the timings
-
         bare_out = work / "bare"
         bare_out.mkdir()
-        tars = sorted(str(p) for p in shards_dir.glob("*.tar"))
-
-        def bare():
-            with Pool(2) as pool:
-                pool.map(bare_shard, [(t, str(bare_out)) for t in tars])
-
         counter = iter(range(100))
 
-        def ours():
-            lake = Lakehouse.open(spark, str(work / f"lake{next(counter)}"), backend="embedded")
-            summary = steps.ingest(lake, str(shards_dir), "webdataset")
-            assert summary["documents"] == args.samples, summary
+        def bare(shards: Path = shards_dir):
+            with Pool(2) as pool:
+                pool.map(bare_shard, [(str(t), str(bare_out)) for t in sorted(shards.glob("*.tar"))])
 
-        times = {"bare tarfile+pyarrow, 2 procs": timed(bare), "mmcurate steps.ingest": timed(ours)}
-        print(f"{args.samples} samples in {args.shards} shards ({size_mb:.0f} MiB), local[2]")
-        ratio = report("WebDataset -> Delta (items + images + quarantine)", times,
+        def ours(shards: Path = shards_dir, documents: int = args.samples):
+            lake = Lakehouse.open(spark, str(work / f"lake{next(counter)}"), backend="embedded")
+            summary = steps.ingest(lake, str(shards), "webdataset")
+            assert summary["documents"] == documents, summary
+
+        bare(warm)  # the JVM, the Python workers (readers imported) and the first commit outside the timings
+        ours(warm, 4)
+        runs: dict[str, list[float]] = {}
+        times = median_times({"bare tarfile+pyarrow, 2 procs": bare, "mmcurate steps.ingest": ours}, args.repeat, runs)
+        print(f"{args.samples} samples in {args.shards} shards ({size_mb:.0f} MiB), local[2], load {load_average()}")
+        print("  every run: " + "; ".join(f"{name} {', '.join(f'{t:.2f}' for t in ts)} s" for name, ts in runs.items()))
+        ratio = report("WebDataset -> Delta (items + images + quarantine), medians", times,
                        "bare tarfile+pyarrow, 2 procs", goal=1.5)
         print(f"\nRESULT ingest_ratio={ratio:.2f}")
     finally:

@@ -77,7 +77,7 @@ def ingest(
                     "unique_images": 0, "quarantined": 0, "quarantine_reasons": {}, "absent_fields": []}
         if app_id is None:
             app_id, app_version = "ingest:" + hashlib.sha1("\n".join(paths).encode()).hexdigest()[:20], 0
-    with parse(lake.spark, paths, format, options, patterns) as result:
+    with parse(lake.spark, paths, format, options, patterns, staging=lake.scratch("ingest")) as result:
         items, images, quarantine, counts = result.items, result.images, result.quarantine, result.counts
         if lake.exists("items"):
             counts = None  # samples already in the lakehouse are left out: count what is written

@@ -31,6 +31,7 @@ from mmcurate.io.readers.pdf import read_pdf
 from mmcurate.io.readers.records import read_documents, read_mmc4
 from mmcurate.io.readers.warc import read_warc
 from mmcurate.io.readers.webdataset import read_webdataset
+from mmcurate.io.staging import PART, Staging
 from mmcurate.lakehouse.base import no_rows
 from mmcurate.schema import IMAGES, ITEMS, QUARANTINE
 from mmcurate.spark import persist_large_rows
@@ -68,6 +69,9 @@ _ARROW_UNION = pa.schema(
     [pa.field(f.name, {"string": pa.string(), "bigint": pa.int64(), "int": pa.int32(), "binary": pa.binary()}[
         f.dataType.simpleString()]) for f in UNION.fields]
 )
+_FACT_COLUMNS = ("kind", "sample_id", "position", "modality", "image_id", "passthrough_kinds")
+_FACT_KEYS = T.StructType([UNION[name] for name in _FACT_COLUMNS] + [T.StructField(PART, T.StringType())])
+"""What a staged parse hands Spark: the columns the facts need, and the part holding the row."""
 BATCH_ROWS = 512
 BATCH_BYTES = 32 * 2**20
 _DELTA_UNSAFE = re.compile(r"[ ,;{}()\n\t=]")
@@ -148,9 +152,10 @@ def _file_rows(reader: Callable, path: str, options: ReaderOptions) -> Iterator[
 
 @dataclass
 class IngestResult:
-    """The three tables of one ingest (lazy DataFrames over a persisted parse) and the files read.
+    """The three tables of one ingest (lazy DataFrames over a persisted or staged parse) and the files read.
 
-    A context manager: leaving the `with` block releases the cached parse (or call `unpersist()`).
+    A context manager: leaving the `with` block releases the cached parse and removes the staged one (or call
+    `unpersist()`).
     """
 
     items: DataFrame
@@ -162,6 +167,7 @@ class IngestResult:
     counts: Optional[dict] = None
     """documents, text_items, image_items of `items` and the `quarantined` rows, when the parse already counted
     them (else counted here)."""
+    staging: Optional[Staging] = field(default=None, repr=False)
 
     def summary(self, unique_images: Optional[int] = None) -> dict:
         """Small counts for reports and invariants: documents, items per modality, images, quarantine per reason.
@@ -199,6 +205,8 @@ class IngestResult:
     def unpersist(self) -> None:
         for df in self._persisted:
             df.unpersist()
+        if self.staging is not None:
+            self.staging.remove()
 
     def __enter__(self) -> "IngestResult":
         return self
@@ -213,10 +221,14 @@ def ingest(
     format: str,
     options: Optional[ReaderOptions] = None,
     patterns: Optional[Iterable[str]] = None,
+    staging: Optional[str] = None,
 ) -> IngestResult:
     """Parse `paths` (files, directories, globs; any fsspec URI) in `format` into items/images/quarantine.
 
-    The parse is cached for the three tables: use the result in a `with` block (or `unpersist()` it).
+    The parse is kept for the three tables: use the result in a `with` block (or `unpersist()` it). staging: a
+    folder executors and this process both reach (`Lakehouse.scratch`): the tasks write the parsed rows there as
+    Parquet and hand Spark only the columns the facts need, which are aggregated in the parsing job itself; the
+    tables read the Parquet back (io/staging.py). None: Spark caches the parse on disk.
 
     format: one of READERS ("webdataset", "documents", "mmc4", "nemo_parquet", "pdf", "warc", "html").
     An empty list of paths gives an empty result (NeMo Curator's readers do the same); folders or globs
@@ -232,13 +244,24 @@ def ingest(
         raise FileNotFoundError(f"no {format} input files under {paths!r}")
     # One partition per file with no shuffle: range gives slice i exactly the id i; the task maps it to its path.
     listing = spark.range(0, len(files), 1, max(1, len(files)))
-    # Both caches (the parse, the items) hold image bytes or long texts: persist_large_rows. They fill on first
-    # use: the parse in the facts job, the items in the first write, so no job runs just to fill them.
-    union = persist_large_rows(listing.mapInArrow(_parse_files(READERS[format], options, files), UNION))
-    facts = _parse_facts(union)  # the one job that parses (and fills the cache)
+    parse = _parse_files(READERS[format], options, files)
+    stage, persisted = None, []
+    if staging is None:
+        # Both caches (the parse, the items) hold image bytes or long texts: persist_large_rows. They fill on first
+        # use: the parse in the facts job, the items in the first write, so no job runs just to fill them.
+        union = persist_large_rows(listing.mapInArrow(parse, UNION))
+        facts = _parse_facts(union)  # the one job that parses (and fills the cache)
+        persisted.append(union)
+    else:
+        stage = Staging.new(staging)
+        try:  # the one job that parses: the facts of the keys, and the parts holding the rows
+            facts = _parse_facts(listing.mapInArrow(stage.keeping(parse, _ARROW_UNION, _FACT_COLUMNS), _FACT_KEYS))
+            union = stage.read(spark, UNION, facts["parts"])
+        except BaseException:
+            stage.remove()
+            raise
     items_all = union.where("kind = 'item'")
     quarantine = union.where("kind = 'quarantine'").select(*QUARANTINE.fieldNames())
-    persisted = [union]
     if facts["duplicate_sample_ids"]:
         docs = items_all.where("position = -1").select("sample_id", "origin", "source", "locator", "ordinal")
         rank = Window.partitionBy("sample_id").orderBy("source", "ordinal")
@@ -256,8 +279,9 @@ def ingest(
     else:
         items = items_all
     items = _with_passthrough(items, facts["kinds"], options, FIELDS.get(format, {}))
-    items = persist_large_rows(items, StorageLevel.MEMORY_AND_DISK)  # read 3 times
-    persisted.append(items)
+    if stage is None:
+        items = persist_large_rows(items, StorageLevel.MEMORY_AND_DISK)  # read 3 times (staged: Parquet is as good)
+        persisted.append(items)
 
     # An image is one row per (image_id, file): each task emits an image once. When every image row is the only
     # copy of an image some kept item uses (the facts tell), they are the images; otherwise the copy from the
@@ -282,37 +306,44 @@ def ingest(
     counts = None if facts["duplicate_sample_ids"] else {
         k: facts[k] for k in ("documents", "text_items", "image_items", "quarantined")}
     requested = (*(options.fields or ()), *options.per_image_fields, *options.per_text_fields)
-    return IngestResult(items, images, quarantine, files, persisted, tuple(dict.fromkeys(requested)), counts)
+    return IngestResult(items, images, quarantine, files, persisted, tuple(dict.fromkeys(requested)), counts, stage)
 
 
 def _parse_facts(union: DataFrame) -> dict:
-    """What the parse holds, in one aggregate: item counts per modality, whether a sample id or an image repeats
-    or an image row is used by no item (each of which needs a join to settle), and the distinct passthrough
-    kinds (one JSON map per field combination, a small set)."""
-    kind, image_id = F.col("kind"), F.col("image_id")
+    """What the parse holds: item counts per modality, whether a sample id or an image repeats or an image row is
+    used by no item (each of which needs a join to settle), and the distinct passthrough kinds (one JSON map per
+    field combination, a small set); of staged keys, also the parts that hold the rows. One grouping by sample id
+    (documents) or image id (images and items using them), then one row: two small shuffles, where distinct
+    counts would copy every row once per count."""
+    kind, image_id, modality = F.col("kind"), F.col("image_id"), F.col("modality")
     is_item, is_image = kind == "item", kind == "image"
     is_doc = is_item & (F.col("position") == -1)
-    row = union.agg(
+    staged = PART in union.columns
+    key = (F.when(is_doc, F.concat(F.lit("s"), F.col("sample_id")))
+           .when((is_item | is_image) & image_id.isNotNull(), F.concat(F.lit("i"), image_id)))
+    per_key = union.groupBy(key.alias("key")).agg(
         F.count_if(is_doc).alias("documents"),
-        F.count_if(is_item & (F.col("modality") == "text")).alias("text_items"),
-        F.count_if(is_item & (F.col("modality") == "image")).alias("image_items"),
-        F.count_distinct(F.when(is_doc, F.col("sample_id"))).alias("sample_ids"),
+        F.count_if(is_item & (modality == "text")).alias("text_items"),
+        F.count_if(is_item & (modality == "image")).alias("image_items"),
         F.count_if(kind == "quarantine").alias("quarantined"),
         F.count_if(is_image).alias("image_rows"),
-        F.count_distinct(F.when(is_image, image_id)).alias("images"),
-        F.count_distinct(F.when(is_item, image_id)).alias("referenced"),
-        F.count_distinct(F.when(is_item | is_image, image_id)).alias("either"),
+        F.count_if(is_item & image_id.isNotNull()).alias("uses"),
         F.collect_set(F.when(is_item, F.col("passthrough_kinds"))).alias("kinds"),
+        *([F.collect_set(PART).alias("parts")] if staged else []),
+    )
+    is_id = F.col("key").startswith("i")
+    totals = ("documents", "text_items", "image_items", "quarantined", "image_rows")
+    row = per_key.agg(
+        *[F.coalesce(F.sum(name), F.lit(0)).alias(name) for name in totals],
+        F.coalesce(F.max("documents") > 1, F.lit(False)).alias("duplicate_sample_ids"),
+        F.coalesce(F.max(F.when(is_id, F.col("image_rows"))) > 1, F.lit(False)).alias("image_copies"),
+        # an image row no item uses, or an item whose image has no row: the copies must be chosen by a join
+        (F.count_if(is_id & ((F.col("image_rows") > 0) != (F.col("uses") > 0))) > 0).alias("unreferenced_images"),
+        F.array_distinct(F.flatten(F.collect_list("kinds"))).alias("kinds"),
+        *([F.array_distinct(F.flatten(F.collect_list("parts"))).alias("parts")] if staged else []),
     ).first()
-    return {
-        "documents": row.documents, "text_items": row.text_items, "image_items": row.image_items,
-        "quarantined": row.quarantined, "image_rows": row.image_rows,
-        "duplicate_sample_ids": row.sample_ids < row.documents,
-        "image_copies": row.images < row.image_rows,
-        # referenced and imaged ids are the same set when both equal their union
-        "unreferenced_images": not (row.images == row.referenced == row.either),
-        "kinds": [json.loads(k) for k in row.kinds],
-    }
+    facts = {name: row[name] for name in (*totals, "duplicate_sample_ids", "image_copies", "unreferenced_images")}
+    return {**facts, "kinds": [json.loads(k) for k in row.kinds or []], "parts": row.parts if staged else None}
 
 
 def _with_passthrough(items: DataFrame, kinds: list[dict], options: ReaderOptions,

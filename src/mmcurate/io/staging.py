@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence, Union
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import StructType
 
 PART = "staged_part"
 """The column `split` adds to the keys: the name of the part holding the row."""
@@ -79,11 +80,11 @@ class Staging:
                 writer.close()
                 sink.close()
 
-    def read(self, spark: SparkSession, ddl: str, parts: Sequence[str]) -> DataFrame:
-        """The rows of these parts (names from the PART column), of Spark type `ddl`."""
+    def read(self, spark: SparkSession, schema: Union[str, StructType], parts: Sequence[str]) -> DataFrame:
+        """The rows of these parts (names from the PART column), of Spark type `schema`."""
         if not parts:
-            return spark.createDataFrame([], ddl)
-        return spark.read.schema(ddl).parquet(*[f"{self.location}/{part}" for part in sorted(parts)])
+            return spark.createDataFrame([], schema)
+        return spark.read.schema(schema).parquet(*[f"{self.location}/{part}" for part in sorted(parts)])
 
     def remove(self) -> None:
         """Delete the folder and what is in it (nothing to do when it is gone already)."""
