@@ -152,6 +152,8 @@ def test_ingest_step_appends_once_and_dedups_images(spark, tmp_path, test_data, 
     assert lake.read("images").count() == fixtures["wds_mint"]["unique_images"] - 3
     rerun = steps.ingest(lake, shards, "webdataset", app_id="ingest", app_version=2)
     assert lake.version("items") == 1 and rerun["documents"] == 0
+    assert list((tmp_path / "_scratch" / "ingest").iterdir()) == []  # each run's staged parse removed
+    assert lake.tables() == ["images", "items", "quarantine"]
 
 
 def make_tar(path, members):
@@ -223,25 +225,47 @@ def test_bad_webdataset_input_is_quarantined_and_counts_add_up(spark, tmp_path, 
     result.unpersist()
 
 
-def test_images_are_stored_once_and_only_when_a_kept_item_uses_them(spark, tmp_path, shared_data):
+@pytest.mark.parametrize("staged", [False, True], ids=["cached", "staged"])
+def test_images_are_stored_once_and_only_when_a_kept_item_uses_them(spark, tmp_path, shared_data, staged):
+    """Both ways of keeping the parse: cached by Spark, or staged as Parquet parts (as steps.ingest does)."""
+    scratch = tmp_path / "scratch"
+    staging = str(scratch) if staged else None
     folder = shared_data / "images" / "opencv_debian"
     fruits, baboon, lena = ((folder / n).read_bytes() for n in ("fruits.jpg", "baboon.jpg", "apple.jpg"))
     doc = lambda key, image: (f"{key}.json", json.dumps({"texts": ["t", None], "images": [None, image]}).encode())
     sha = lambda data: hashlib.sha256(data).hexdigest()
 
-    make_tar(tmp_path / "a.tar", [("s1.1.jpg", fruits), doc("s1", "s1.1.jpg")])
-    make_tar(tmp_path / "b.tar", [("s2.1.jpg", baboon), doc("s2", "s2.1.jpg")])
-    with ingest(spark, str(tmp_path), "webdataset") as plain:  # every image row is wanted: no join at all
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    make_tar(shards / "a.tar", [("s1.1.jpg", fruits), doc("s1", "s1.1.jpg")])
+    make_tar(shards / "b.tar", [("s2.1.jpg", baboon), doc("s2", "s2.1.jpg")])
+    with ingest(spark, str(shards), "webdataset", staging=staging) as plain:  # every image row is wanted: no join
         assert sorted(r.image_id for r in plain.images.collect()) == sorted([sha(fruits), sha(baboon)])
         assert plain.summary()["documents"] == 2
 
     # the same bytes in two files (stored once), and an image only a duplicate uses (not stored)
-    make_tar(tmp_path / "c.tar", [("s3.1.jpg", fruits), doc("s3", "s3.1.jpg"), ("s1.1.jpg", lena), doc("s1", "s1.1.jpg")])
-    with ingest(spark, str(tmp_path), "webdataset") as result:
+    make_tar(shards / "c.tar", [("s3.1.jpg", fruits), doc("s3", "s3.1.jpg"), ("s1.1.jpg", lena), doc("s1", "s1.1.jpg")])
+    with ingest(spark, str(shards), "webdataset", staging=staging) as result:
         assert sorted(r.image_id for r in result.images.collect()) == sorted([sha(fruits), sha(baboon)])
         summary = result.summary()
         assert (summary["documents"], summary["image_items"], summary["unique_images"]) == (3, 3, 2)
         assert summary["quarantine_reasons"] == {"duplicate_sample_id": 1}
+        assert result.quarantine.first().detail == f"sample id also in {shards / 'a.tar'}::s1.json"
+        if staged:
+            assert len(list(scratch.glob("*/part-*.parquet"))) == 3  # a part per file
+    assert not staged or list(scratch.iterdir()) == []  # the parts go with the result
+
+
+def test_a_staged_parse_is_removed_when_the_ingest_fails_half_way(spark, tmp_path, test_data, monkeypatch):
+    import mmcurate.io.ingest as ingest_module
+
+    def fail(*args):
+        raise RuntimeError("half-way")
+
+    monkeypatch.setattr(ingest_module, "_tables", fail)  # after the parsing job wrote its parts
+    with pytest.raises(RuntimeError, match="half-way"):
+        ingest(spark, str(test_data / "wds_mint"), "webdataset", staging=str(tmp_path))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_decompression_bomb_is_refused_without_decoding(spark, tmp_path):

@@ -203,10 +203,7 @@ class IngestResult:
         return sorted(name for name in self.requested if name not in present or not counts[name])
 
     def unpersist(self) -> None:
-        for df in self._persisted:
-            df.unpersist()
-        if self.staging is not None:
-            self.staging.remove()
+        _release(self._persisted, self.staging)
 
     def __enter__(self) -> "IngestResult":
         return self
@@ -245,21 +242,35 @@ def ingest(
     # One partition per file with no shuffle: range gives slice i exactly the id i; the task maps it to its path.
     listing = spark.range(0, len(files), 1, max(1, len(files)))
     parse = _parse_files(READERS[format], options, files)
-    stage, persisted = None, []
-    if staging is None:
-        # Both caches (the parse, the items) hold image bytes or long texts: persist_large_rows. They fill on first
-        # use: the parse in the facts job, the items in the first write, so no job runs just to fill them.
-        union = persist_large_rows(listing.mapInArrow(parse, UNION))
-        facts = _parse_facts(union)  # the one job that parses (and fills the cache)
-        persisted.append(union)
-    else:
-        stage = Staging.new(staging)
-        try:  # the one job that parses: the facts of the keys, and the parts holding the rows
+    persisted: list[DataFrame] = []  # what to release, also when this fails half-way
+    stage = Staging.new(staging) if staging is not None else None
+    try:
+        if stage is None:
+            # Both caches (the parse, the items) hold image bytes or long texts: persist_large_rows. They fill on
+            # first use: the parse in the facts job, the items in the first write, so no job runs to fill them.
+            union = persist_large_rows(listing.mapInArrow(parse, UNION))
+            persisted.append(union)
+            facts = _parse_facts(union)  # the one job that parses (and fills the cache)
+        else:  # the one job that parses: the facts of the keys, and the parts holding the rows
             facts = _parse_facts(listing.mapInArrow(stage.keeping(parse, _ARROW_UNION, _FACT_COLUMNS), _FACT_KEYS))
             union = stage.read(spark, UNION, facts["parts"])
-        except BaseException:
-            stage.remove()
-            raise
+        return _tables(union, facts, files, options, format, persisted, stage)
+    except BaseException:
+        _release(persisted, stage)
+        raise
+
+
+def _release(persisted: list[DataFrame], stage: Optional[Staging]) -> None:
+    for df in persisted:
+        df.unpersist()
+    if stage is not None:
+        stage.remove()
+
+
+def _tables(union: DataFrame, facts: dict, files: list[str], options: ReaderOptions, format: str,
+            persisted: list[DataFrame], stage: Optional[Staging]) -> IngestResult:
+    """The IngestResult of a parse (`union`) and its facts: duplicate sample ids quarantined, passthrough columns
+    typed, one row per image; what it caches joins `persisted`."""
     items_all = union.where("kind = 'item'")
     quarantine = union.where("kind = 'quarantine'").select(*QUARANTINE.fieldNames())
     if facts["duplicate_sample_ids"]:
