@@ -122,7 +122,8 @@ def materialize(lake: Lakehouse, table: str = "items", only_missing_binary: bool
     from mmcurate.io.materialize import materialize_images
 
     version = lake.version(table)
-    with materialize_images(lake.read(table, version=version), only_missing_binary, retry_errors) as done:
+    with materialize_images(lake.read(table, version=version), only_missing_binary, retry_errors,
+                            staging=lake.scratch("materialize")) as done:
         return _commit_materialized(lake, table, version, done, "materialize")
 
 

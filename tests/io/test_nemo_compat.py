@@ -193,12 +193,14 @@ def test_lazy_ingest_then_materialize_gives_the_eager_images(spark, tmp_path, mi
     stored = {r.image_id: r.binary_content for r in lake.read("images").collect()}
     assert stored == eager_images
     assert steps.materialize(lake)["tried"] == 0  # resumable: nothing left, no commit
+    assert list((tmp_path / "lake" / "_scratch" / "materialize").iterdir()) == []
     assert lake.version("items") == 1
 
 
-def test_materialize_reads_ranges_members_and_whole_files_with_nemo_errors(spark, tmp_path, photo_jpg):
+@pytest.mark.parametrize("staged", [False, True], ids=["cached", "staged"])
+def test_materialize_reads_ranges_members_and_whole_files_with_nemo_errors(spark, tmp_path, photo_jpg, staged):
     """NeMo's materialization cases: a byte range ("HDR" + payload + "TRL" at offset 3), the same range three times,
-    a whole file, a missing path, a missing member, a frame past the end."""
+    a whole file, a missing path, a missing member, a frame past the end; the bytes cached by Spark or staged."""
     from mmcurate.io.materialize import materialize_images
 
     blob = tmp_path / "blob.bin"
@@ -219,9 +221,10 @@ def test_materialize_reads_ranges_members_and_whole_files_with_nemo_errors(spark
     items = spark.createDataFrame(rows, "sample_id string, position int, modality string, content_type string, "
                                         "text_content string, image_id string, image_url string, source_ref string, "
                                         "materialize_error string")
-    with materialize_images(items) as done:
+    scratch = tmp_path / "scratch"
+    with materialize_images(items, staging=str(scratch) if staged else None) as done:
         got = {r.position: (r.image_id, r.materialize_error) for r in done.items.collect()}
-        assert done.images.count() == 1
+        assert [r.binary_content for r in done.images.collect()] == [photo_jpg]  # four reads, one image
         assert done.counts()["failed"] == {"missing path": 1, "missing member": 1, "failed to extract frame": 1,
                                            "failed to read path": 1}
     digest = hashlib.sha256(photo_jpg).hexdigest()
@@ -230,6 +233,7 @@ def test_materialize_reads_ranges_members_and_whole_files_with_nemo_errors(spark
     assert got[6] == (None, "missing member: 'absent.jpg'")
     assert got[7][1].startswith("failed to extract frame: 4")
     assert got[8][1].startswith("failed to read path: FileNotFoundError")
+    assert not staged or list(scratch.iterdir()) == []
 
 
 @pytest.fixture

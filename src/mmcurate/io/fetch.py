@@ -21,18 +21,15 @@ from typing import Callable, Iterable, Iterator, Optional, Union
 from urllib.parse import urlsplit
 
 import pyarrow as pa
-from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from mmcurate import __version__
 from mmcurate.images import MAX_PIXELS
 from mmcurate.io.documents import DANGEROUS_IMAGE
-from mmcurate.io.materialize import (IMAGE_FIELDS, IMAGES_DDL, Materialized, apply_results, image_columns,
-                                     images_of, record_batches, source_path)
-from mmcurate.io.staging import PART, Staging
+from mmcurate.io.materialize import (IMAGE_FIELDS, Materialized, image_columns, produce_once,
+                                     record_batches, source_path)
 from mmcurate.schema import IMAGES, is_modality, items_columns
-from mmcurate.spark import persist_large_rows
 
 STATUSES = ("http_<code>", "timeout", "too_big", "not_an_image", "denied", "connection_error", "decompression_bomb")
 """What `materialize_error` starts with when a fetch failed (`"<status>: <detail>"`)."""
@@ -44,9 +41,7 @@ _NOAI = re.compile(r"\bno(?:image)?ai\b")
 
 FETCHED = pa.schema([("url", pa.string()), ("materialize_error", pa.string()), *IMAGE_FIELDS])
 """One row per distinct URL requested: the image's columns, or why there are no bytes."""
-_FETCHED_DDL = f"url string, materialize_error string, {IMAGES_DDL}"
 _KEYS = ("url", "materialize_error", "image_id")
-_KEYS_DDL = "url string, materialize_error string, image_id string"
 
 
 @dataclass(frozen=True)
@@ -128,29 +123,8 @@ def fetch_images(items: DataFrame, options: Optional[FetchOptions] = None,
     items = items_columns(items, where="fetch_images(items)")
     todo = items.where(needs_fetch(retry_errors)).select("sample_id", "position", url_of().alias("url"))
     urls = todo.select("url").distinct()
-    if staging is None:
-        fetched = persist_large_rows(urls.mapInArrow(_fetch_urls(options), _FETCHED_DDL))
-        keys, cached, stage = fetched.select(*_KEYS), (fetched,), None
-    else:
-        stage = Staging.new(staging)
-        keys = urls.mapInArrow(stage.keeping(_fetch_urls(options), FETCHED, _KEYS), f"{_KEYS_DDL}, {PART} string")
-        cached = ()
-    # The keys cached apart: counted and joined to the items without reading the bytes again.
-    results = todo.join(keys, "url").persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        if stage is None:
-            fetched_rows = fetched
-        else:  # the parts of the attempts whose keys Spark kept (a failed attempt's finished part is left out)
-            parts = [row[0] for row in results.select(PART).distinct().collect()]  # the download; one part a task
-            fetched_rows = stage.read(items.sparkSession, _FETCHED_DDL, parts)
-        images, copies = images_of(fetched_rows, results, ("url",))
-    except BaseException:
-        for frame in (results, *cached):
-            frame.unpersist()
-        if stage is not None:
-            stage.remove()
-        raise
-    return Fetched(apply_results(items, results), images, results, (*cached, *filter(None, [copies])), stage)
+    return produce_once(Fetched, items, urls.mapInArrow, _fetch_urls(options), FETCHED, _KEYS, ("url",), staging,
+                        per_item=lambda keys: todo.join(keys, "url"))
 
 
 def _fetch_urls(options: FetchOptions):

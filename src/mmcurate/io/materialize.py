@@ -15,17 +15,19 @@ import json
 import tarfile
 import warnings
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Optional, Sequence
+from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 import fsspec
 import pyarrow as pa
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
+from pyspark.sql.pandas.types import from_arrow_schema
 
 from mmcurate.images import MAX_PIXELS, ImageInfo, extract_tiff_frame, probe, sha256_hex
 from mmcurate.io.documents import DANGEROUS_IMAGE, arrow_batch
-from mmcurate.io.staging import Staging
+from mmcurate.io.staging import PART, Staging
 from mmcurate.schema import IMAGES, is_modality, items_columns
 from mmcurate.spark import persist_large_rows
 
@@ -34,12 +36,10 @@ ON_MATERIALIZE_ERROR = ("error", "warn", "drop_row", "drop_sample")
 
 IMAGE_FIELDS = [(f.name, {"string": pa.string(), "binary": pa.binary(), "int": pa.int32(),
                            "bigint": pa.int64()}[f.dataType.simpleString()]) for f in IMAGES.fields]
-"""The `images` columns as Arrow fields, and as Spark DDL, for the rows executors return."""
-IMAGES_DDL = ", ".join(f"{f.name} {f.dataType.simpleString()}" for f in IMAGES.fields)
+"""The `images` columns as Arrow fields, for the rows executors return."""
 RESULT = pa.schema([("sample_id", pa.string()), ("position", pa.int32()), ("materialize_error", pa.string()),
                     *IMAGE_FIELDS])
 """One row per image item tried: its new image_id and the image's columns, or the reason it has no bytes."""
-_RESULT_DDL = f"sample_id string, position int, materialize_error string, {IMAGES_DDL}"
 BATCH_ROWS = 256
 BATCH_BYTES = 4 * 2**20
 """Rows returned to Spark per Arrow batch: a few megabytes keep the worker and the JVM working side by side (a
@@ -121,22 +121,55 @@ class Materialized:
 
 
 def materialize_images(items: DataFrame, only_missing_binary: bool = True, retry_errors: bool = False,
-                       max_pixels: int = MAX_PIXELS) -> Materialized:
+                       max_pixels: int = MAX_PIXELS, staging: Optional[str] = None) -> Materialized:
     """Read the bytes of `needs_bytes` items in executors (grouped by source file) and content-address them.
 
-    Reading is done once, here (the results are cached on disk); bombs (over max_pixels) are refused from the header,
-    like at ingest. Items not tried are returned unchanged.
+    Reading is done once, here; bombs (over max_pixels) are refused from the header, like at ingest. Items not
+    tried are returned unchanged. staging: as for `fetch_images`, a folder executors and this process reach, where
+    the bytes wait as Parquet while only the keys go through Spark; None: Spark caches them on disk.
     """
     items = items_columns(items, where="materialize_images(items)")
     todo = items.where(needs_bytes(only_missing_binary, retry_errors)).select(
         "sample_id", "position", "source_ref", source_path().alias("_path"),
         F.get_json_object("source_ref", "$.byte_offset").cast("long").alias("_offset"))
-    read = persist_large_rows(todo.repartition("_path").sortWithinPartitions("_path", "_offset")
-                              .mapInArrow(_read_sources(max_pixels), _RESULT_DDL))
-    # The keys cached apart: counted and joined to the items without reading the bytes again.
-    results = read.select(*_KEYS).persist(StorageLevel.MEMORY_AND_DISK)
-    images, copies = images_of(read, results, ("sample_id", "position"))  # reads the bytes now
-    return Materialized(apply_results(items, results), images, results, cached=(read, *filter(None, [copies])))
+    by_file = todo.repartition("_path").sortWithinPartitions("_path", "_offset")
+    return produce_once(Materialized, items, by_file.mapInArrow, _read_sources(max_pixels), RESULT, _KEYS,
+                        ("sample_id", "position"), staging)
+
+
+def produce_once(kind: type, items: DataFrame, map_in_arrow: Callable, produce: Callable, schema: pa.Schema,
+                 keys: Sequence[str], by: Sequence[str], staging: Optional[str],
+                 per_item: Callable[[DataFrame], DataFrame] = lambda keys: keys) -> "Materialized":
+    """Run `produce` (mapInArrow over the rows to try, giving `schema` rows: `keys` and the image columns) once,
+    now, and return a `kind` (Materialized or a subclass): `items` with each tried item's result, the new images
+    (copies found on the keys, `images_of`) and what to release. `per_item` turns the produced keys into one row
+    per tried item (its `sample_id`, `position`). The bytes wait in Spark's disk cache, or with `staging` as
+    Parquet parts there while only the keys are cached (io/staging.py)."""
+    spark_schema = from_arrow_schema(schema)
+    cached, stage = [], None
+    try:
+        if staging is None:
+            rows = persist_large_rows(map_in_arrow(produce, spark_schema))
+            cached.append(rows)
+            produced = rows.select(*keys)
+        else:
+            stage = Staging.new(staging)
+            key_schema = T.StructType([spark_schema[k] for k in keys] + [T.StructField(PART, T.StringType())])
+            produced = map_in_arrow(stage.keeping(produce, schema, keys), key_schema)
+        # The keys cached apart: counted and joined to the items without reading the bytes again.
+        results = per_item(produced).persist(StorageLevel.MEMORY_AND_DISK)
+        cached.append(results)
+        if stage is not None:  # the parts of the attempts whose keys Spark kept (one part a task)
+            rows = stage.read(items.sparkSession, spark_schema, [r[0] for r in results.select(PART).distinct().collect()])
+        images, copies = images_of(rows, results, by)
+    except BaseException:
+        for frame in cached:
+            frame.unpersist()
+        if stage is not None:
+            stage.remove()
+        raise
+    cached.remove(results)
+    return kind(apply_results(items, results), images, results, (*cached, *filter(None, [copies])), stage)
 
 
 def apply_results(items: DataFrame, results: DataFrame) -> DataFrame:
