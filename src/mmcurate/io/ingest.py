@@ -31,7 +31,7 @@ from mmcurate.io.readers.pdf import read_pdf
 from mmcurate.io.readers.records import read_documents, read_mmc4
 from mmcurate.io.readers.warc import read_warc
 from mmcurate.io.readers.webdataset import read_webdataset
-from mmcurate.io.staging import PART, Staging
+from mmcurate.io.staging import PART, Staging, release
 from mmcurate.lakehouse.base import no_rows
 from mmcurate.schema import IMAGES, ITEMS, QUARANTINE
 from mmcurate.spark import persist_large_rows
@@ -203,7 +203,7 @@ class IngestResult:
         return sorted(name for name in self.requested if name not in present or not counts[name])
 
     def unpersist(self) -> None:
-        _release(self._persisted, self.staging)
+        release(self._persisted, self.staging)
 
     def __enter__(self) -> "IngestResult":
         return self
@@ -256,15 +256,8 @@ def ingest(
             union = stage.read(spark, UNION, facts["parts"])
         return _tables(union, facts, files, options, format, persisted, stage)
     except BaseException:
-        _release(persisted, stage)
+        release(persisted, stage)
         raise
-
-
-def _release(persisted: list[DataFrame], stage: Optional[Staging]) -> None:
-    for df in persisted:
-        df.unpersist()
-    if stage is not None:
-        stage.remove()
 
 
 def _tables(union: DataFrame, facts: dict, files: list[str], options: ReaderOptions, format: str,

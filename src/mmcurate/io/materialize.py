@@ -27,7 +27,7 @@ from pyspark.sql.pandas.types import from_arrow_schema
 
 from mmcurate.images import MAX_PIXELS, ImageInfo, extract_tiff_frame, probe, sha256_hex
 from mmcurate.io.documents import DANGEROUS_IMAGE, arrow_batch
-from mmcurate.io.staging import PART, Staging
+from mmcurate.io.staging import PART, Staging, release
 from mmcurate.schema import IMAGES, is_modality, items_columns
 from mmcurate.spark import persist_large_rows
 
@@ -108,10 +108,7 @@ class Materialized:
         return {"tried": tried, "materialized": tried - sum(failed.values()), "failed": failed}
 
     def unpersist(self) -> None:
-        for frame in (self.results, *self.cached):
-            frame.unpersist()
-        if self.staging is not None:
-            self.staging.remove()
+        release((self.results, *self.cached), self.staging)
 
     def __enter__(self) -> "Materialized":
         return self
@@ -146,7 +143,7 @@ def produce_once(kind: type, items: DataFrame, map_in_arrow: Callable, produce: 
     per tried item (its `sample_id`, `position`). The bytes wait in Spark's disk cache, or with `staging` as
     Parquet parts there while only the keys are cached (io/staging.py)."""
     spark_schema = from_arrow_schema(schema)
-    cached, stage = [], None
+    cached, stage, results = [], None, None
     try:
         if staging is None:
             rows = persist_large_rows(map_in_arrow(produce, spark_schema))
@@ -158,17 +155,13 @@ def produce_once(kind: type, items: DataFrame, map_in_arrow: Callable, produce: 
             produced = map_in_arrow(stage.keeping(produce, schema, keys), key_schema)
         # The keys cached apart: counted and joined to the items without reading the bytes again.
         results = per_item(produced).persist(StorageLevel.MEMORY_AND_DISK)
-        cached.append(results)
         if stage is not None:  # the parts of the attempts whose keys Spark kept (one part a task)
-            rows = stage.read(items.sparkSession, spark_schema, [r[0] for r in results.select(PART).distinct().collect()])
+            parts = [row[0] for row in results.select(PART).distinct().collect()]
+            rows = stage.read(items.sparkSession, spark_schema, parts)
         images, copies = images_of(rows, results, by)
     except BaseException:
-        for frame in cached:
-            frame.unpersist()
-        if stage is not None:
-            stage.remove()
+        release([*cached, *filter(None, [results])], stage)
         raise
-    cached.remove(results)
     return kind(apply_results(items, results), images, results, (*cached, *filter(None, [copies])), stage)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence, Union
+from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -93,3 +93,11 @@ class Staging:
             fs.delete_dir(path)
         except FileNotFoundError:
             pass
+
+
+def release(frames: Iterable[DataFrame], stage: Optional[Staging] = None) -> None:
+    """Unpersist `frames` and remove `stage`'s folder: what a step holds while its rows wait to be written."""
+    for frame in frames:
+        frame.unpersist()
+    if stage is not None:
+        stage.remove()
