@@ -10,7 +10,7 @@ the driver both reach (`Lakehouse.scratch`), and is removed with the result that
 >>> keys = urls.mapInArrow(stage.keeping(fetch_fn, FETCHED, ["url", "image_id"]),
 ...                        f"url string, image_id string, {PART} string").persist()
 >>> parts = [r[0] for r in keys.select(PART).distinct().collect()]   # runs fetch_fn once
->>> stage.read(spark, FETCHED_DDL, parts)                            # the staged rows
+>>> stage.read(spark, from_arrow_schema(FETCHED), parts)              # the staged rows
 >>> stage.remove()
 """
 from __future__ import annotations
@@ -59,8 +59,9 @@ class Staging:
         name = uuid.uuid4().hex
         part = f"part-{name}.parquet"
         hidden, visible = f"{folder}/_{name}.parquet", f"{folder}/{part}"
-        codecs = {f.name: "none" if pa.types.is_binary(f.type) else "snappy" for f in schema}  # image bytes are
-        sink = writer = None  # compressed already
+        # image bytes are compressed already: only the other columns get snappy
+        codecs = {f.name: "none" if pa.types.is_binary(f.type) else "snappy" for f in schema}
+        sink = writer = None
         try:
             for batch in batches:
                 if writer is None:
@@ -70,15 +71,12 @@ class Staging:
                 yield pa.RecordBatch.from_arrays([*batch.select(list(keys)).columns,
                                                   pa.array([part] * batch.num_rows, pa.string())],
                                                  names=[*keys, PART])
+        finally:  # also when the task stops early: the part stays hidden
             if writer is not None:
                 writer.close()
                 sink.close()
-                writer = None
-                fs.move(hidden, visible)
-        finally:
-            if writer is not None:
-                writer.close()
-                sink.close()
+        if writer is not None:
+            fs.move(hidden, visible)
 
     def read(self, spark: SparkSession, schema: Union[str, StructType], parts: Sequence[str]) -> DataFrame:
         """The rows of these parts (names from the PART column), of Spark type `schema`."""
