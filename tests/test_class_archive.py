@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from mmcurate import class_archive
+from mmcurate.spark import LOCAL_JIT
 
 JAVA = shutil.which("java")
 
@@ -58,18 +59,24 @@ def test_a_recording_is_published_only_from_a_jvm_that_exited_cleanly(tmp_path):
 
 @pytest.mark.slow
 def test_a_second_local_session_starts_from_the_archive_the_first_recorded(tmp_path):
+    """Also: the JVM runs with the local JIT setting, which `$MMCURATE_JVM_JIT` replaces (empty: HotSpot's own)."""
     env = {**os.environ, "MMCURATE_CACHE_DIR": str(tmp_path), "PYSPARK_PYTHON": sys.executable}
     env.pop(class_archive.SWITCH, None)
     env.pop("SPARK_REMOTE", None)
     script = ("from mmcurate.spark import get_spark\n"
               "spark = get_spark(master='local[1]')\n"
               "assert spark.range(5).count() == 5\n"
-              "print(spark.sparkContext.getConf().get('spark.driver.extraJavaOptions'))\n")
+              "print(spark.sparkContext.getConf().get('spark.driver.extraJavaOptions'))\n"
+              "jvm = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()\n"
+              "print('JVM', list(jvm.getInputArguments()))\n")
     first = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr[-2000:]
     assert "-XX:ArchiveClassesAtExit=" in first.stdout
+    assert f"'{LOCAL_JIT}'" in first.stdout.split("JVM", 1)[1]
     archives = list(tmp_path.glob("spark-classes-*.jsa"))
     assert len(archives) == 1 and not list(tmp_path.glob("*.recording"))
-    second = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    second = subprocess.run([sys.executable, "-c", script], env={**env, "MMCURATE_JVM_JIT": ""},
+                            capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr[-2000:]
     assert f"-XX:SharedArchiveFile={archives[0]}" in second.stdout
+    assert "TieredStopAtLevel" not in second.stdout

@@ -41,6 +41,13 @@ LOCAL_CONF = {
 _QUIET_LOGGING = f"-Dlog4j2.configurationFile={Path(__file__).parent / 'resources' / 'log4j2.properties'}"
 """Errors-only JVM logging for local sessions built here (a `spark.driver.extraJavaOptions` of the caller wins)."""
 
+LOCAL_JIT = "-XX:TieredStopAtLevel=1"
+"""Local JVMs built here compile with HotSpot's quick compiler (C1) only. The optimising one (C2) spends seconds
+of CPU over a session's first jobs, taken from the Python workers that do the curation when cores are few: the
+5,000-sample pipeline (bench/pipeline_peers.py) took 51.0 s instead of 56.8 s on 2 cores, every step faster.
+What the JVM does here (planning, Arrow batches, Parquet, small shuffles) runs well on C1 code.
+`$MMCURATE_JVM_JIT` replaces it (empty: HotSpot's default)."""
+
 
 def get_spark(
     master: str | None = None, app_name: str = "mmcurate", conf: Mapping[str, str] | None = None
@@ -71,7 +78,7 @@ def get_spark(
     recording = archive = None
     if master or not launched_by_spark_submit:
         builder = builder.master(master or os.environ.get("MMCURATE_SPARK_MASTER", "local[*]"))
-        java_options = _QUIET_LOGGING
+        java_options = f"{_QUIET_LOGGING} {os.environ.get('MMCURATE_JVM_JIT', LOCAL_JIT)}".strip()
         if not launched_by_spark_submit and SparkContext._gateway is None:  # this process starts the JVM
             archive = class_archive.archive_for(settings)
             options, recording = class_archive.java_options(archive)
