@@ -115,6 +115,20 @@ def model_stage_params(tiny_models) -> dict:
     }
 
 
+@pytest.fixture(scope="session")
+def item_files():
+    """Where each file of a lakehouse's `items` came from, by its name: `items` for parts a step's tasks staged
+    and adopted as they are (Lakehouse.adopt), `part` for files Spark wrote."""
+    import deltalake
+    import pyarrow as pa
+
+    def kinds(lake) -> set:
+        actions = pa.table(deltalake.DeltaTable(lake.location("items")).get_add_actions(flatten=True))
+        return {path.rsplit("/", 1)[-1].split("-")[0] for path in actions.column("path").to_pylist()}
+
+    return kinds
+
+
 def free_port() -> int:
     import socket
 

@@ -65,6 +65,11 @@ def ingest(
     skip_ingested: ingest only files the `ingested_files` table does not list, and list them there after
     `items` (with an application id of their own unless app_id is given, so a rerun after a crash between
     the commits lands exactly once). Returns the summary counts.
+
+    On an embedded lakehouse the parse stages its rows in the scratch folder; where the passthrough columns are
+    known before the parse (a crawl's or saved pages' fields, or `options.fields`), the tasks also stage the items
+    as the table's rows, and those files are committed as they are (`Lakehouse.adopt`) when no sample id repeats
+    and none is in the lakehouse already: the items are written once.
     """
     if skip_ingested:
         files = list_files(paths, patterns or PATTERNS[format]) if paths else []
@@ -79,25 +84,31 @@ def ingest(
             app_id, app_version = "ingest:" + hashlib.sha1("\n".join(paths).encode()).hexdigest()[:20], 0
     with parse(lake.spark, paths, format, options, patterns, staging=lake.scratch("ingest")) as result:
         items, images, quarantine, counts = result.items, result.images, result.quarantine, result.counts
+        adopt = result.items_files  # the staged items, to commit as they are unless a sample is in the lakehouse
         if lake.exists("items"):
-            counts = None  # samples already in the lakehouse are left out: count what is written
             existing = lake.read("items", version=lake.version("items")).select("sample_id").distinct()
             clash = items.join(existing, "sample_id", "left_semi")
-            quarantine = quarantine.unionByName(
-                clash.where("position = -1").select(
-                    F.get_json_object("source_ref", "$.path").alias("source"),
-                    F.coalesce(F.get_json_object("source_ref", "$.member"), F.lit("")).alias("locator"),
-                    F.lit(INGEST_STAGE).alias("stage"), F.lit("duplicate_sample_id").alias("reason"),
-                    F.lit("sample id already in the lakehouse").alias("detail"), "sample_id",
-                    F.lit(None).cast("string").alias("snippet"),
+            if adopt is None or not clash.where("position = -1").isEmpty():
+                adopt, counts = None, None  # samples already in the lakehouse are left out: count what is written
+                quarantine = quarantine.unionByName(
+                    clash.where("position = -1").select(
+                        F.get_json_object("source_ref", "$.path").alias("source"),
+                        F.coalesce(F.get_json_object("source_ref", "$.member"), F.lit("")).alias("locator"),
+                        F.lit(INGEST_STAGE).alias("stage"), F.lit("duplicate_sample_id").alias("reason"),
+                        F.lit("sample id already in the lakehouse").alias("detail"), "sample_id",
+                        F.lit(None).cast("string").alias("snippet"),
+                    )
                 )
-            )
-            items = items.join(existing, "sample_id", "left_anti")
+                items = items.join(existing, "sample_id", "left_anti")
         txn = {"app_id": app_id, "app_version": app_version}
         info = {"step": "ingest", "format": format, "files": len(result.files)}
+        absent = result.absent_fields() if adopt else None  # the adopted files leave the staging folder
         written, images = _append_new_images(lake, images, info, txn)
         lake.write(quarantine, "quarantine", mode="append", commit_info=info, **txn)
-        committed = lake.write(items, "items", mode="append", commit_info=info, **txn)
+        if adopt:
+            committed = lake.adopt(adopt, "items", items.schema, commit_info=info, **txn)
+        else:
+            committed = lake.write(items, "items", mode="append", commit_info=info, **txn)
         if skip_ingested:
             n = len(result.files)  # from Arrow: no pickled rows for the JVM to unpickle (a second on a new session)
             listed = lake.spark.createDataFrame(pa.table({"path": pa.array(result.files, pa.string()),
@@ -106,7 +117,7 @@ def ingest(
             lake.write(listed, "ingested_files", mode="append", commit_info=info, **txn)
         new_images = 0 if written.skipped else written.rows_added
         done = IngestResult(items, images, quarantine, result.files, requested=result.requested, counts=counts)
-        return done.summary(unique_images=new_images)
+        return done.summary(unique_images=new_images, absent=absent)
 
 
 def materialize(lake: Lakehouse, table: str = "items", only_missing_binary: bool = True,

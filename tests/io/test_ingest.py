@@ -6,6 +6,7 @@ import tarfile
 
 import pytest
 from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
 
 from mmcurate.io.documents import ReaderOptions
 from mmcurate import steps
@@ -154,6 +155,31 @@ def test_ingest_step_appends_once_and_dedups_images(spark, tmp_path, test_data, 
     assert lake.version("items") == 1 and rerun["documents"] == 0
     assert list((tmp_path / "_scratch" / "ingest").iterdir()) == []  # each run's staged parse removed
     assert lake.tables() == ["images", "items", "quarantine"]
+
+
+def test_items_staged_as_table_rows_are_committed_as_they_are(spark, tmp_path, test_data, item_files):
+    """Where the passthrough columns are known before the parse (`fields`; a crawl's own), the items the tasks
+    staged are the table's files when nothing is left out, equal to what Spark types and writes; a sample id
+    repeated or already in the lakehouse, or a field of another kind than expected, goes through Spark."""
+    options = ReaderOptions(sample_id_field="document_id", fields=["general_metadata", "url"])
+    jsonl, parquet = (str(test_data / "obelics" / n) for n in ("docs.jsonl", "docs.parquet"))
+    lake = Lakehouse.open(spark, str(tmp_path / "lake"), backend="embedded")
+    first = steps.ingest(lake, jsonl, "documents", options)
+    assert item_files(lake) == {"items"} and first["absent_fields"] == []
+    with ingest(spark, jsonl, "documents", options) as cached:  # the passthrough typed by Spark
+        assert lake.read("items").schema == cached.items.schema
+        assertDataFrameEqual(lake.read("items"), cached.items)
+    again = steps.ingest(lake, [jsonl, parquet], "documents", options)  # in the lakehouse, and repeated
+    assert again["documents"] == 0 and again["quarantine_reasons"] == {"duplicate_sample_id": 20}
+    assert lake.read("items").where("position = -1").count() == first["documents"] == 10
+    assert list((tmp_path / "lake" / "_scratch" / "ingest").iterdir()) == []
+
+    numbers = tmp_path / "numbers.jsonl"
+    numbers.write_text("".join(json.dumps({"texts": [f"text {n}"], "images": [None], "n": n}) + "\n" for n in (1, 2)))
+    other = Lakehouse.open(spark, str(tmp_path / "other"), backend="embedded")
+    steps.ingest(other, str(numbers), "documents", ReaderOptions(fields=["n"]))  # typed as text before the parse
+    assert item_files(other) == {"part"} and dict(other.read("items").dtypes)["n"] == "bigint"
+    assert sorted(r.n for r in other.read("items").where("position = -1").collect()) == [1, 2]
 
 
 def make_tar(path, members):

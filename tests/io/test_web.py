@@ -3,6 +3,7 @@ trafilatura's evaluation data, image placement, URL resolution and declared size
 import json
 
 import pytest
+from pyspark.testing import assertDataFrameEqual
 
 from mmcurate import steps
 from mmcurate.io.ingest import ingest
@@ -160,11 +161,16 @@ def test_base_href_srcset_and_dom_order(spark, synthetic_page):
     assert dropped == [("declared_size", "120x40")]
 
 
-def test_web_images_recipe_on_real_pages_and_warcs(spark, shared_data, tmp_path):
+def test_web_images_recipe_on_real_pages_and_warcs(spark, shared_data, tmp_path, item_files):
     """Real saved pages and crawls into one lakehouse, selected with the packaged recipe: known page furniture
     goes, by the rule that names it, and the article photos and every WARC page stay."""
     lake = Lakehouse.open(spark, str(tmp_path / "lake"), backend="embedded")
-    steps.ingest(lake, [_page(shared_data, name) for name in (*EVAL_PAGES, *FURNITURE_PAGES)], "html")
+    pages = [_page(shared_data, name) for name in (*EVAL_PAGES, *FURNITURE_PAGES)]
+    steps.ingest(lake, pages, "html")
+    assert item_files(lake) == {"items"}
+    with ingest(spark, pages, "html") as cached:  # the items the tasks staged typed, committed as they are, are
+        assert lake.read("items").schema == cached.items.schema  # what Spark types from the parse
+        assertDataFrameEqual(lake.read("items"), cached.items)
     steps.ingest(lake, [str(shared_data / "warc" / "warcio" / name) for name in WARC_PAGES], "warc")
     selection = steps.select(lake, "web_images")
     items = lake.read("items").select("sample_id", "position", "image_url").collect()

@@ -11,6 +11,7 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.testing import assertDataFrameEqual
 
 from mmcurate.lakehouse import (
@@ -111,6 +112,35 @@ def test_idempotent_retry_is_not_applied_twice(spark, lake):
     assert lake.read("t").count() == 4 and lake.version("t") == first.version
     lake.write(frame(spark, rows(4, offset=10)), "t", app_id="ingest-job", app_version=2)
     assert lake.read("t").count() == 8
+
+
+def test_adopted_files_become_the_tables_rows_in_one_commit(spark, lake, tmp_path):
+    """Parquet files written outside Spark (as ingest's tasks stage items) are appended as they are: moved into
+    the table on the embedded backend, with statistics, idempotent per app_id; another schema is refused."""
+    folder = lake.scratch("adopt") or str(tmp_path / "parts")  # native: anywhere Spark reads
+    os.makedirs(folder)
+    arrow = to_arrow_schema(SCHEMA, timezone="UTC")
+    staged, first = rows(6), rows(2, offset=100)
+    files = []
+    for part in range(2):
+        files.append(f"{folder}/items-{part}.parquet")
+        pq.write_table(pa.Table.from_pylist([dict(zip(SCHEMA.fieldNames(), r)) for r in staged[3 * part:][:3]],
+                                            arrow), files[-1])
+    lake.write(frame(spark, first), "t")
+    done = lake.adopt(files, "t", SCHEMA, app_id="job", app_version=1, commit_info={"step": "test"})
+    assert lake.version("t") == 1 and lake.commit_infos("t", limit=1) == [(1, {"step": "test"})]
+    assertDataFrameEqual(lake.read("t"), frame(spark, staged + first))
+    if lake.scratch("adopt"):
+        assert os.listdir(folder) == [] and (done.files_added, done.rows_added) == (2, 6)
+        adds = pa.table(deltalake.DeltaTable(lake.location("t")).get_add_actions(flatten=True)).to_pylist()
+        assert sorted((a["path"].rsplit("/", 1)[1], a["num_records"], a["min.sample_id"]) for a in adds
+                      if "items-" in a["path"]) == [("items-0.parquet", 3, "s00000"), ("items-1.parquet", 3, "s00003")]
+        assert lake.adopt(files, "t", SCHEMA, app_id="job", app_version=1).skipped  # before touching the files
+        other = f"{folder}/other.parquet"
+        pq.write_table(pa.table({"sample_id": ["x"]}), other)
+        with pytest.raises(SchemaMismatchError, match="missing column position"):
+            lake.adopt([other], "t", T.StructType([SCHEMA["sample_id"]]))
+        assert os.path.exists(other) and lake.version("t") == 1
 
 
 def test_failing_task_leaves_no_new_version(spark, lake):

@@ -19,10 +19,12 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 import fsspec
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from pyspark.sql.pandas.types import to_arrow_schema
 
 from mmcurate.io.documents import STAGE, Bad, ReaderOptions, arrow_batch, document_rows, quarantine_row
 from mmcurate.io.readers.html import PAGE_FIELDS, read_html
@@ -31,7 +33,7 @@ from mmcurate.io.readers.pdf import read_pdf
 from mmcurate.io.readers.records import read_documents, read_mmc4
 from mmcurate.io.readers.warc import read_warc
 from mmcurate.io.readers.webdataset import read_webdataset
-from mmcurate.io.staging import PART, Staging, release
+from mmcurate.io.staging import PART, Part, Staging, release
 from mmcurate.lakehouse.base import no_rows
 from mmcurate.schema import IMAGES, ITEMS, QUARANTINE
 from mmcurate.spark import persist_large_rows
@@ -70,10 +72,17 @@ _ARROW_UNION = pa.schema(
         f.dataType.simpleString()]) for f in UNION.fields]
 )
 _FACT_COLUMNS = ("kind", "sample_id", "position", "modality", "image_id", "passthrough_kinds")
-_FACT_KEYS = T.StructType([UNION[name] for name in _FACT_COLUMNS] + [T.StructField(PART, T.StringType())])
-"""What a staged parse hands Spark: the columns the facts need, and the part holding the row."""
+ITEMS_PART = "items_part"
+_FACT_KEYS = T.StructType([UNION[name] for name in _FACT_COLUMNS]
+                          + [T.StructField(PART, T.StringType()), T.StructField(ITEMS_PART, T.StringType())])
+"""What a staged parse hands Spark: the columns the facts need, the part holding the row and the part holding the
+task's items as the table's rows (null when it writes none)."""
+_KINDS = {"string": T.StringType(), "bigint": T.LongType(), "double": T.DoubleType(), "boolean": T.BooleanType()}
 BATCH_ROWS = 512
 BATCH_BYTES = 32 * 2**20
+ITEMS_GROUP_ROWS = 128 * 1024
+ITEMS_GROUP_BYTES = 64 * 2**20
+"""Row groups of the items a task stages as the table's rows (the union's parts keep one group per batch)."""
 _DELTA_UNSAFE = re.compile(r"[ ,;{}()\n\t=]")
 
 
@@ -135,6 +144,69 @@ def _to_batch(rows: list[dict]) -> pa.RecordBatch:
         return arrow_batch(safe, _ARROW_UNION)
 
 
+def _staged_parse(stage: Staging, parse: Callable, items: Optional[tuple[list, T.StructType]]):
+    """The mapInArrow function of a staged parse: `parse`'s union rows staged (their fact keys returned), and with
+    `items` (the passthrough columns and the table schema they make) the item rows also staged as `items` rows,
+    in a part of their own, which `steps.ingest` can commit as they are."""
+    arrow_items = to_arrow_schema(items[1]) if items else None
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        part = Part(stage, arrow_items, "items") if items else None
+        group: list[pa.RecordBatch] = []  # the items of the next row group: the table's files keep large groups
+
+        def flush() -> None:
+            if group:
+                part.write(pa.Table.from_batches(group))
+                group.clear()
+
+        def tee(union: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+            for batch in union:
+                if part is not None:
+                    rows = batch.filter(pc.equal(batch.column("kind"), "item"))
+                    if rows.num_rows:
+                        group.append(_items_batch(rows, items[0], arrow_items))
+                        if sum(b.num_rows for b in group) >= ITEMS_GROUP_ROWS or \
+                                sum(b.nbytes for b in group) >= ITEMS_GROUP_BYTES:
+                            flush()
+                yield batch
+
+        try:
+            for keys in stage.split(tee(parse(batches)), _ARROW_UNION, _FACT_COLUMNS):
+                name = part.name if part is not None and (part.rows or group) else None
+                yield keys.append_column(ITEMS_PART, pa.array([name] * keys.num_rows, pa.string()))
+            if part is not None:
+                flush()
+        finally:
+            if part is not None:
+                part.close()
+        if part is not None:
+            part.publish()
+
+    return run
+
+
+def _items_batch(rows: pa.RecordBatch, columns: list[tuple], schema: pa.Schema) -> pa.RecordBatch:
+    """Union item rows as `items` rows: the passthrough JSON typed into `columns` in Python, as `_with_passthrough`
+    types it in Spark. A value of another kind becomes null; the driver commits these rows only when no item had
+    one (`_adoptable`)."""
+    values = [json.loads(v) if v else {} for v in rows.column("passthrough").to_pylist()]
+    arrays = [rows.column(name) for name in ITEMS.fieldNames()]
+    for field_name, column, kind, _ in columns:
+        arrays.append(pa.array([_typed(v.get(field_name), kind) for v in values], schema.field(column).type))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _typed(text: Optional[str], kind: str):
+    if text is None or kind == "string":
+        return text
+    if kind == "boolean":
+        return text == "true"
+    try:
+        return int(text) if kind == "bigint" else float(text)
+    except ValueError:
+        return None
+
+
 def _file_rows(reader: Callable, path: str, options: ReaderOptions) -> Iterator[dict]:
     """Union rows of one file; an unexpected reader exception quarantines the rest of the file."""
     ordinal = 0
@@ -168,11 +240,15 @@ class IngestResult:
     """documents, text_items, image_items of `items` and the `quarantined` rows, when the parse already counted
     them (else counted here)."""
     staging: Optional[Staging] = field(default=None, repr=False)
+    items_files: Optional[list[str]] = None
+    """Staged Parquet files holding exactly `items`, in its schema, which a lakehouse can take over as they are
+    (`Lakehouse.adopt`); None when the items are to be written."""
 
-    def summary(self, unique_images: Optional[int] = None) -> dict:
+    def summary(self, unique_images: Optional[int] = None, absent: Optional[list[str]] = None) -> dict:
         """Small counts for reports and invariants: documents, items per modality, images, quarantine per reason.
 
-        unique_images: pass the count when it is already known (a write result), saving a job."""
+        unique_images, absent: pass them when already known (a write result; `absent_fields()` before the items
+        were adopted), saving a job."""
         if self.counts is not None:
             per_modality = {"metadata": self.counts["documents"], "text": self.counts["text_items"],
                             "image": self.counts["image_items"]}
@@ -180,7 +256,7 @@ class IngestResult:
             per_modality = {r.modality: r["count"] for r in self.items.groupBy("modality").count().collect()}
         reasons = {} if (self.counts or {}).get("quarantined") == 0 else {
             r.reason: r["count"] for r in self.quarantine.groupBy("reason").count().collect()}
-        absent = self.absent_fields()
+        absent = self.absent_fields() if absent is None else absent
         if absent:
             warnings.warn(f"requested fields absent from every ingested document: {absent}", stacklevel=2)
         return {
@@ -252,8 +328,16 @@ def ingest(
             persisted.append(union)
             facts = _parse_facts(union)  # the one job that parses (and fills the cache)
         else:  # the one job that parses: the facts of the keys, and the parts holding the rows
-            facts = _parse_facts(listing.mapInArrow(stage.keeping(parse, _ARROW_UNION, _FACT_COLUMNS), _FACT_KEYS))
+            columns = _passthrough_columns([], options, FIELDS.get(format, {}))
+            known = FIELDS.get(format) is not None or options.fields is not None  # columns known before the parse
+            items = (columns, _items_schema(columns)) if known else None
+            facts = _parse_facts(listing.mapInArrow(_staged_parse(stage, parse, items), _FACT_KEYS))
             union = stage.read(spark, UNION, facts["parts"])
+            if items is not None and _adoptable(facts, columns, options, format):
+                result = _tables(union, facts, files, options, format, persisted, stage)
+                result.items_files = [stage.path(part) for part in sorted(facts["items_parts"])]
+                result.items = stage.read(spark, items[1], facts["items_parts"])
+                return result
         return _tables(union, facts, files, options, format, persisted, stage)
     except BaseException:
         release(persisted, stage)
@@ -333,7 +417,7 @@ def _parse_facts(union: DataFrame) -> dict:
         F.count_if(is_image).alias("image_rows"),
         F.count_if(is_item & image_id.isNotNull()).alias("uses"),
         F.collect_set(F.when(is_item, F.col("passthrough_kinds"))).alias("kinds"),
-        *([F.collect_set(PART).alias("parts")] if staged else []),
+        *([F.collect_set(PART).alias("parts"), F.collect_set(ITEMS_PART).alias("items_parts")] if staged else []),
     )
     is_id = F.col("key").startswith("i")
     totals = ("documents", "text_items", "image_items", "quarantined", "image_rows")
@@ -344,15 +428,16 @@ def _parse_facts(union: DataFrame) -> dict:
         # an image row no item uses, or an item whose image has no row: the copies must be chosen by a join
         (F.count_if(is_id & ((F.col("image_rows") > 0) != (F.col("uses") > 0))) > 0).alias("unreferenced_images"),
         F.array_distinct(F.flatten(F.collect_list("kinds"))).alias("kinds"),
-        *([F.array_distinct(F.flatten(F.collect_list("parts"))).alias("parts")] if staged else []),
+        *([F.array_distinct(F.flatten(F.collect_list(name))).alias(name) for name in ("parts", "items_parts")]
+          if staged else []),
     ).first()
     facts = {name: row[name] for name in (*totals, "duplicate_sample_ids", "image_copies", "unreferenced_images")}
-    return {**facts, "kinds": [json.loads(k) for k in row.kinds or []], "parts": row.parts if staged else None}
+    return {**facts, "kinds": [json.loads(k) for k in row.kinds or []], "parts": row.parts if staged else None,
+            "items_parts": row.items_parts if staged else None}
 
 
-def _with_passthrough(items: DataFrame, kinds: list[dict], options: ReaderOptions,
-                      declared: dict[str, str]) -> DataFrame:
-    """Expand the encoded passthrough JSON of `items` into one typed column per field.
+def _passthrough_columns(kinds: list[dict], options: ReaderOptions, declared: dict[str, str]) -> list[tuple]:
+    """(field, column name, column kind, kinds seen) of each passthrough column of `items`.
 
     `kinds`: the distinct field -> kind maps of the parsed items (duplicates included); with the format's
     `declared` fields they give the columns. A field seen with several kinds becomes a string column (numbers as
@@ -362,16 +447,37 @@ def _with_passthrough(items: DataFrame, kinds: list[dict], options: ReaderOption
         for name, kind in seen.items():
             kinds_seen.setdefault(name, set()).add(kind)
     names = list(options.fields) if options.fields is not None else sorted(kinds_seen)
+    return [(name, _DELTA_UNSAFE.sub("_", name), _column_kind(kinds_seen.get(name, set()) - {"null"}),
+             frozenset(kinds_seen.get(name, set()) - {"null"})) for name in names]
+
+
+def _items_schema(columns: list[tuple]) -> T.StructType:
+    """The `items` table's schema with these passthrough columns (every column nullable, as Spark reads them)."""
+    return T.StructType([T.StructField(f.name, f.dataType) for f in ITEMS.fields]
+                        + [T.StructField(column, _KINDS[kind]) for _, column, kind, _ in columns])
+
+
+def _adoptable(facts: dict, columns: list[tuple], options: ReaderOptions, format: str) -> bool:
+    """Whether the staged items parts are `items` as it is to be written: every item was staged typed (as the
+    facts name its parts), no sample id repeats (no row to leave out) and the parse saw no passthrough field, and
+    no kind of one, beyond the `columns` the tasks typed before the parse."""
+    seen = _passthrough_columns(facts["kinds"], options, FIELDS.get(format, {}))
+    return (bool(facts["items_parts"]) and not facts["duplicate_sample_ids"]
+            and [c[:3] for c in seen] == [c[:3] for c in columns] and all(k <= {kind} for _, _, kind, k in seen))
+
+
+def _with_passthrough(items: DataFrame, kinds: list[dict], options: ReaderOptions,
+                      declared: dict[str, str]) -> DataFrame:
+    """Expand the encoded passthrough JSON of `items` into one typed column per field (`_passthrough_columns`)."""
     values = F.from_json("passthrough", "map<string,string>")
     columns = []
-    for name in names:
-        kind = _column_kind(kinds_seen.get(name, set()) - {"null"})
+    for name, column, kind, _ in _passthrough_columns(kinds, options, declared):
         value = values[name]
         if kind == "boolean":
             value = value == F.lit("true")
         elif kind != "string":
             value = value.cast(kind)
-        columns.append(value.alias(_DELTA_UNSAFE.sub("_", name)))
+        columns.append(value.alias(column))
     return items.select(*ITEMS.fieldNames(), *columns)
 
 

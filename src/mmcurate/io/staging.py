@@ -51,38 +51,29 @@ class Staging:
 
     def split(self, batches: Iterator[pa.RecordBatch], schema: pa.Schema,
               keys: Sequence[str]) -> Iterator[pa.RecordBatch]:
-        """Executor side: every batch appended to one Parquet part of this task, its `keys` yielded with the part's
-        name (column PART). The part is written under a hidden name (`_...`, which Spark's reader skips) and
-        renamed once complete; `read` takes the parts the kept keys name, so a retried task's first part is not
-        read twice."""
-        fs, folder = pafs.FileSystem.from_uri(self.location)
-        name = uuid.uuid4().hex
-        part = f"part-{name}.parquet"
-        hidden, visible = f"{folder}/_{name}.parquet", f"{folder}/{part}"
-        # image bytes are compressed already: only the other columns get snappy
-        codecs = {f.name: "none" if pa.types.is_binary(f.type) else "snappy" for f in schema}
-        sink = writer = None
+        """Executor side: every batch appended to one Parquet part of this task (a `Part`), its `keys` yielded with
+        the part's name (column PART); `read` takes the parts the kept keys name, so a retried task's first part
+        is not read twice."""
+        part = Part(self, schema)
         try:
             for batch in batches:
-                if writer is None:
-                    sink = fs.open_output_stream(hidden)
-                    writer = pq.ParquetWriter(sink, schema, compression=codecs)
-                writer.write_batch(batch)
+                part.write(batch)
                 yield pa.RecordBatch.from_arrays([*batch.select(list(keys)).columns,
-                                                  pa.array([part] * batch.num_rows, pa.string())],
+                                                  pa.array([part.name] * batch.num_rows, pa.string())],
                                                  names=[*keys, PART])
         finally:  # also when the task stops early: the part stays hidden
-            if writer is not None:
-                writer.close()
-                sink.close()
-        if writer is not None:
-            fs.move(hidden, visible)
+            part.close()
+        part.publish()
+
+    def path(self, part: str) -> str:
+        """Where the part of this name lies."""
+        return f"{self.location}/{part}"
 
     def read(self, spark: SparkSession, schema: Union[str, StructType], parts: Sequence[str]) -> DataFrame:
         """The rows of these parts (names from the PART column), of Spark type `schema`."""
         if not parts:
             return spark.createDataFrame([], schema)
-        return spark.read.schema(schema).parquet(*[f"{self.location}/{part}" for part in sorted(parts)])
+        return spark.read.schema(schema).parquet(*[self.path(part) for part in sorted(parts)])
 
     def remove(self) -> None:
         """Delete the folder and what is in it (nothing to do when it is gone already)."""
@@ -91,6 +82,46 @@ class Staging:
             fs.delete_dir(path)
         except FileNotFoundError:
             pass
+
+
+class Part:
+    """One Parquet part a task writes into a staging folder, under a hidden name (`_...`, which Spark's reader skips)
+    until `publish` gives it its own: a part its task left half-written is never read."""
+
+    def __init__(self, stage: Staging, schema: pa.Schema, prefix: str = "part"):
+        self.fs, folder = pafs.FileSystem.from_uri(stage.location)
+        uid = uuid.uuid4().hex
+        self.name = f"{prefix}-{uid}.parquet"
+        self._hidden, self._visible = f"{folder}/_{uid}.parquet", f"{folder}/{self.name}"
+        self._schema = schema
+        self._sink = self._writer = None
+        self.rows = 0
+
+    def write(self, rows: Union[pa.RecordBatch, pa.Table]) -> None:
+        """Append `rows` (a batch, or a table written as one row group)."""
+        if self._writer is None:
+            # image bytes are compressed already: only the other columns get snappy
+            codecs = {f.name: "none" if pa.types.is_binary(f.type) else "snappy" for f in self._schema}
+            self._sink = self.fs.open_output_stream(self._hidden)
+            self._writer = pq.ParquetWriter(self._sink, self._schema, compression=codecs)
+        if isinstance(rows, pa.Table):
+            self._writer.write_table(rows, row_group_size=rows.num_rows)
+        else:
+            self._writer.write_batch(rows)
+        self.rows += rows.num_rows
+
+    def close(self) -> None:
+        """Finish the file (still hidden); again: nothing."""
+        if self._writer is not None:
+            self._writer.close()
+            self._sink.close()
+            self._writer = None
+
+    def publish(self) -> None:
+        """Close it and give it its name, when anything was written."""
+        if self._sink is not None:
+            self.close()
+            self.fs.move(self._hidden, self._visible)
 
 
 def release(frames: Iterable[DataFrame], stage: Optional[Staging] = None) -> None:

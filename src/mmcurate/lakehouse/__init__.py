@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import types as T
 
 from mmcurate.lakehouse.base import (
     BackendUnavailableError,
@@ -138,6 +139,18 @@ class Lakehouse:
         return self.backend.write(df, _check_name(table), mode, app_id, app_version,
                                   dict(replace_where) if replace_where else None,
                                   dict(commit_info) if commit_info else None, expected_version)
+
+    def adopt(self, files: Sequence[str], table: str, schema: T.StructType, app_id: Optional[str] = None,
+              app_version: Optional[int] = None, commit_info: Optional[Mapping[str, Any]] = None) -> WriteResult:
+        """Append the rows of Parquet `files` of `schema` (written by executors into a `scratch` folder) to `table`
+        in one commit, as `write` would append them. Embedded: the files are moved into the table, with no Spark
+        job and no copy (they must lie under the root); native: their rows are written, Delta's writer owning
+        the table's files. An append of another schema raises SchemaMismatchError."""
+        check_app_transaction(app_id, app_version)
+        if not files:
+            raise ValueError("adopt needs at least one file")
+        return self.backend.adopt(list(files), _check_name(table), schema, app_id, app_version,
+                                  dict(commit_info) if commit_info else None)
 
     def commit_infos(self, table: str, limit: Optional[int] = None) -> list[tuple[int, dict]]:
         """(version, commit_info) of the table's commits that recorded one, newest first; `limit`: of the

@@ -273,15 +273,63 @@ class EmbeddedBackend:
         else:
             arrow_schema = to_arrow_schema(df.schema, timezone="UTC")
 
+        def spark_writes(folder: str) -> list[str]:
+            if empty:
+                return []
+            with session_conf(self.spark, WRITE_CONF):
+                df.write.mode("error").parquet(f"{self.location(table)}/{folder}")
+            return self._written_files(f"{self.location(table)}/{folder}", f"{self._fs_path(table)}/{folder}")
+
+        return self._commit_files(table, dt, spark_writes, mode, arrow_schema, commit_info, app_id, app_version,
+                                  read_version, removes, expected_version)
+
+    def adopt(self, files: list[str], table: str, schema: T.StructType, app_id: Optional[str] = None,
+              app_version: Optional[int] = None, commit_info: Optional[dict] = None) -> WriteResult:
+        """Append Parquet files of `schema` that lie under the root (a step's scratch folder) by moving them into
+        the table: no Spark job, no copy. An append of another schema raises SchemaMismatchError and leaves them."""
+        dt = self._load(table)
+        if dt is not None:
+            done = dt.transaction_version(app_id) if app_id is not None else None
+            if done is not None and done >= app_version:
+                reason = f"{app_id} version {app_version} already committed (table has {done})"
+                return WriteResult(table, dt.version(), skipped=True, reason=reason)
+            diffs = schema_differences(spark_schema(dt), schema)
+            if diffs:
+                raise SchemaMismatchError(f"cannot append to {table!r}: " + "; ".join(diffs)
+                                          + ". Overwrite the table to change its schema.")
+            schema = spark_schema(dt)  # the files are read by column name: the table's order stays
+        sources = [self._fs_path_of(f) for f in files]
+
+        def move(folder: str) -> list[str]:
+            target = f"{self._fs_path(table)}/{folder}"
+            self.fs.create_dir(target, recursive=True)
+            moved = []
+            for source in sources:
+                moved.append(f"{target}/{source.rsplit('/', 1)[-1]}")
+                self.fs.move(source, moved[-1])
+            return moved
+
+        return self._commit_files(table, dt, move, "append", to_arrow_schema(schema, timezone="UTC"), commit_info,
+                                  app_id, app_version)
+
+    def _fs_path_of(self, location: str) -> str:
+        """The filesystem path of a location under the root (as `scratch` names them)."""
+        root = self.root.rstrip("/")
+        if not location.startswith(root + "/"):
+            raise ValueError(f"{location} is not under the lakehouse root {root}")
+        return self.fs_root.rstrip("/") + location[len(root):]
+
+    def _commit_files(self, table: str, dt: Optional[DeltaTable], produce, mode: str, arrow_schema: pa.Schema,
+                      commit_info: Optional[dict], app_id: Optional[str], app_version: Optional[int],
+                      read_version: Optional[int] = None, removes: Optional[list] = None,
+                      expected_version: Optional[int] = None) -> WriteResult:
+        """Commit the files `produce(folder)` puts in a new folder of the table (and `removes`) in one transaction;
+        on failure the folder goes and the table stays as it was."""
         folder = f"data-{uuid.uuid4().hex[:16]}"
         staging_fs = f"{self._fs_path(table)}/{folder}"
+        removes = removes or []
         try:
-            files = []
-            if not empty:
-                with session_conf(self.spark, WRITE_CONF):
-                    df.write.mode("error").parquet(f"{self.location(table)}/{folder}")
-                files = self._written_files(f"{self.location(table)}/{folder}", staging_fs)
-            actions, rows = add_actions(self.fs, self._fs_path(table), files)
+            actions, rows = add_actions(self.fs, self._fs_path(table), produce(folder))
             metadata = dict(COMMIT_METADATA)
             if commit_info:
                 metadata[COMMIT_INFO_KEY] = encode_commit_info(commit_info)

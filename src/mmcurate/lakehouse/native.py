@@ -10,6 +10,7 @@ from typing import Optional
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from mmcurate.lakehouse.base import (
     CommitConflictError,
@@ -171,6 +172,13 @@ class NativeBackend:
         if after == before:
             return WriteResult(table, after, skipped=True, reason=f"{app_id} version {app_version} already committed")
         return WriteResult(table, after)
+
+
+    def adopt(self, files: list[str], table: str, schema: T.StructType, app_id: Optional[str] = None,
+              app_version: Optional[int] = None, commit_info: Optional[dict] = None) -> WriteResult:
+        """Delta's writer owns the table's files here: the rows are read and written (the files stay)."""
+        return self.write(self.spark.read.schema(schema).parquet(*files), table, "append", app_id, app_version,
+                          None, commit_info)
 
 
 _PROBE = "/nonexistent/mmcurate-delta-probe"
