@@ -3,21 +3,25 @@ import pytest
 from pyspark.sql import functions as F
 
 from mmcurate.io.documents import ReaderOptions
+from mmcurate import steps
 from mmcurate.io.ingest import ingest
+from mmcurate.lakehouse import Lakehouse
 
 
 @pytest.fixture(scope="module")
-def pdf_ingest(spark, shared_data):
-    """The whole folder in one ingest: per-document item lists plus the summary and quarantine rows."""
-    with ingest(spark, str(shared_data / "pdf"), "pdf") as result:
-        rows = result.items.select("sample_id", "position", "modality", "text_content", "image_id", "page",
-                                   "n_pages", "title", "materialize_error").collect()
-        docs = {}
-        for row in sorted(rows, key=lambda r: (r.sample_id, r.position)):
-            docs.setdefault(row.sample_id, []).append(row)
-        quarantine = {r.sample_id: (r.reason, r.detail) for r in result.quarantine.collect()}
-        yield {"summary": result.summary(), "docs": docs, "quarantine": quarantine,
-               "images": result.images.select("image_id", "content_type", "width", "height").collect()}
+def pdf_ingest(spark, shared_data, tmp_path_factory, item_files):
+    """The whole folder in one `steps.ingest`: per-document item lists plus the summary and quarantine rows. Every
+    pdf ingest has the same columns (`PDF_FIELDS`), so the items its tasks staged are the table's files."""
+    lake = Lakehouse.open(spark, str(tmp_path_factory.mktemp("pdf") / "lake"), backend="embedded")
+    summary = steps.ingest(lake, str(shared_data / "pdf"), "pdf")
+    rows = lake.read("items").select("sample_id", "position", "modality", "text_content", "image_id", "page",
+                                     "n_pages", "title", "materialize_error").collect()
+    docs = {}
+    for row in sorted(rows, key=lambda r: (r.sample_id, r.position)):
+        docs.setdefault(row.sample_id, []).append(row)
+    quarantine = {r.sample_id: (r.reason, r.detail) for r in lake.read("quarantine").collect()}
+    return {"summary": summary, "docs": docs, "quarantine": quarantine, "item_files": item_files(lake),
+            "images": lake.read("images").select("image_id", "content_type", "width", "height").collect()}
 
 
 def content(docs, sample_id, modality=None):
@@ -26,7 +30,7 @@ def content(docs, sample_id, modality=None):
 
 def test_good_and_bad_files_in_one_ingest(pdf_ingest):
     summary, quarantine = pdf_ingest["summary"], pdf_ingest["quarantine"]
-    assert summary["files"] == 10
+    assert summary["files"] == 10 and pdf_ingest["item_files"] == {"items"}
     assert summary["documents"] + summary["quarantined"] == 10  # one document or one quarantine row per file
     assert set(pdf_ingest["docs"]) == {"acmart-sample-sigconf", "aastex631-sample", "ghsystem-manual", "R-data",
                                        "c03-29", "sandwich", "issue-297"}

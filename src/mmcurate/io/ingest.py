@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 import traceback
 import warnings
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from pyspark.sql.pandas.types import to_arrow_schema
 from mmcurate.io.documents import STAGE, Bad, ReaderOptions, arrow_batch, document_rows, quarantine_row
 from mmcurate.io.readers.html import PAGE_FIELDS, read_html
 from mmcurate.io.readers.nemo_parquet import read_nemo_parquet
-from mmcurate.io.readers.pdf import read_pdf
+from mmcurate.io.readers.pdf import PDF_FIELDS, read_pdf
 from mmcurate.io.readers.records import read_documents, read_mmc4
 from mmcurate.io.readers.warc import read_warc
 from mmcurate.io.readers.webdataset import read_webdataset
@@ -47,7 +48,7 @@ READERS: dict[str, Callable] = {
     "warc": read_warc,  # crawl archives (WARC, ARC): each HTML 200 response is a page document
     "html": read_html,  # saved web pages, one document per file
 }
-FIELDS: dict[str, dict[str, str]] = {"warc": PAGE_FIELDS, "html": PAGE_FIELDS}
+FIELDS: dict[str, dict[str, str]] = {"warc": PAGE_FIELDS, "html": PAGE_FIELDS, "pdf": PDF_FIELDS}
 """Passthrough columns a format always has (name -> kind), beyond those seen in the data."""
 PATTERNS = {
     "webdataset": ("*.tar", "*.tar.gz", "*.tgz"),
@@ -72,11 +73,9 @@ _ARROW_UNION = pa.schema(
         f.dataType.simpleString()]) for f in UNION.fields]
 )
 _FACT_COLUMNS = ("kind", "sample_id", "position", "modality", "image_id", "passthrough_kinds")
-ITEMS_PART = "items_part"
-_FACT_KEYS = T.StructType([UNION[name] for name in _FACT_COLUMNS]
-                          + [T.StructField(PART, T.StringType()), T.StructField(ITEMS_PART, T.StringType())])
-"""What a staged parse hands Spark: the columns the facts need, the part holding the row and the part holding the
-task's items as the table's rows (null when it writes none)."""
+_COUNTS = ("documents", "text_items", "image_items", "quarantined", "image_rows", "uses")
+_FACT_ROWS = T.StructType([T.StructField("key", T.StringType())] + [T.StructField(c, T.LongType()) for c in _COUNTS])
+"""What a parse's tasks hand Spark: their rows' facts summed per key (`_task_facts`)."""
 _KINDS = {"string": T.StringType(), "bigint": T.LongType(), "double": T.DoubleType(), "boolean": T.BooleanType()}
 BATCH_ROWS = 512
 BATCH_BYTES = 32 * 2**20
@@ -145,9 +144,10 @@ def _to_batch(rows: list[dict]) -> pa.RecordBatch:
 
 
 def _staged_parse(stage: Staging, parse: Callable, items: Optional[tuple[list, T.StructType]]):
-    """The mapInArrow function of a staged parse: `parse`'s union rows staged (their fact keys returned), and with
-    `items` (the passthrough columns and the table schema they make) the item rows also staged as `items` rows,
-    in a part of their own, which `steps.ingest` can commit as they are."""
+    """The mapInArrow function of a staged parse: `parse`'s union rows staged and their facts returned
+    (`_TaskFacts`, with the parts' names), and with `items` (the passthrough columns and the table schema they
+    make) the item rows also staged as `items` rows, in a part of their own, which `steps.ingest` can commit
+    as they are."""
     arrow_items = to_arrow_schema(items[1]) if items else None
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -170,19 +170,74 @@ def _staged_parse(stage: Staging, parse: Callable, items: Optional[tuple[list, T
                             flush()
                 yield batch
 
+        facts = _TaskFacts()
         try:
             for keys in stage.split(tee(parse(batches)), _ARROW_UNION, _FACT_COLUMNS):
-                name = part.name if part is not None and (part.rows or group) else None
-                yield keys.append_column(ITEMS_PART, pa.array([name] * keys.num_rows, pa.string()))
+                facts.add(keys)
             if part is not None:
                 flush()
         finally:
             if part is not None:
                 part.close()
-        if part is not None:
+        if part is not None and part.rows:
             part.publish()
+            facts.items_parts.add(part.name)
+        yield facts.batch()
 
     return run
+
+
+class _TaskFacts:
+    """One task's facts, summed per key: `s<id>` per sample id (its documents), `i<id>` per image id (its image
+    rows, and the items using it), `t` the item and quarantine counts, `k<json>` each passthrough kinds map seen,
+    `p<name>` / `q<name>` the union and items parts written. A task hands Spark these few rows, not a row per
+    parsed row: the grouping of all tasks' keys is then sums only, which Spark hashes with generated code (sets
+    of strings fell back to sorting every task's rows)."""
+
+    def __init__(self):
+        self.documents: Counter = Counter()
+        self.images: dict[str, list[int]] = {}
+        self.totals = [0, 0, 0]  # text items, image items, quarantined
+        self.kinds: set[str] = set()
+        self.parts: set[str] = set()
+        self.items_parts: set[str] = set()
+
+    def add(self, keys: pa.RecordBatch) -> None:
+        """Count a batch of `_FACT_COLUMNS` rows (and PART, when staged)."""
+        kind, modality = keys.column("kind"), keys.column("modality")
+        item = pc.equal(kind, "item")
+        self.documents.update(keys.column("sample_id").filter(pc.and_(item, pc.equal(keys.column("position"), -1)))
+                              .to_pylist())
+        self.totals[0] += pc.sum(pc.and_(item, pc.equal(modality, "text"))).as_py() or 0
+        self.totals[1] += pc.sum(pc.and_(item, pc.equal(modality, "image"))).as_py() or 0
+        self.totals[2] += pc.sum(pc.equal(kind, "quarantine")).as_py() or 0
+        image_id = keys.column("image_id")
+        for column, index in (("image", 0), ("item", 1)):
+            for value in image_id.filter(pc.and_(pc.equal(kind, column), pc.is_valid(image_id))).to_pylist():
+                self.images.setdefault(value, [0, 0])[index] += 1
+        self.kinds.update(pc.unique(keys.column("passthrough_kinds").filter(item).drop_null()).to_pylist())
+        if PART in keys.schema.names:
+            self.parts.update(pc.unique(keys.column(PART)).to_pylist())
+
+    def batch(self) -> pa.RecordBatch:
+        """The rows of `_FACT_ROWS`."""
+        rows = [("s" + k, n, 0, 0, 0, 0, 0) for k, n in self.documents.items()]
+        rows += [("i" + k, 0, 0, 0, 0, image_rows, uses) for k, (image_rows, uses) in self.images.items()]
+        rows.append(("t", 0, *self.totals, 0, 0))
+        rows += [(prefix + v, 0, 0, 0, 0, 0, 0) for prefix, values in (("k", self.kinds), ("p", self.parts),
+                                                                        ("q", self.items_parts)) for v in values]
+        columns = list(zip(*rows))
+        return pa.RecordBatch.from_arrays([pa.array(columns[0], pa.string())]
+                                          + [pa.array(c, pa.int64()) for c in columns[1:]],
+                                          names=_FACT_ROWS.fieldNames())
+
+
+def _task_facts(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """The mapInArrow function giving a cached parse's facts: `_TaskFacts` of each task's rows."""
+    facts = _TaskFacts()
+    for batch in batches:
+        facts.add(batch)
+    yield facts.batch()
 
 
 def _items_batch(rows: pa.RecordBatch, columns: list[tuple], schema: pa.Schema) -> pa.RecordBatch:
@@ -326,17 +381,18 @@ def ingest(
             # first use: the parse in the facts job, the items in the first write, so no job runs to fill them.
             union = persist_large_rows(listing.mapInArrow(parse, UNION))
             persisted.append(union)
-            facts = _parse_facts(union)  # the one job that parses (and fills the cache)
+            facts = _parse_facts(union.select(*_FACT_COLUMNS).mapInArrow(_task_facts, _FACT_ROWS))  # fills it
         else:  # the one job that parses: the facts of the keys, and the parts holding the rows
             columns = _passthrough_columns([], options, FIELDS.get(format, {}))
             known = FIELDS.get(format) is not None or options.fields is not None  # columns known before the parse
             items = (columns, _items_schema(columns)) if known else None
-            facts = _parse_facts(listing.mapInArrow(_staged_parse(stage, parse, items), _FACT_KEYS))
+            facts = _parse_facts(listing.mapInArrow(_staged_parse(stage, parse, items), _FACT_ROWS))
             union = stage.read(spark, UNION, facts["parts"])
             if items is not None and _adoptable(facts, columns, options, format):
-                result = _tables(union, facts, files, options, format, persisted, stage)
-                result.items_files = [stage.path(part) for part in sorted(facts["items_parts"])]
-                result.items = stage.read(spark, items[1], facts["items_parts"])
+                parts = sorted(facts["items_parts"])
+                result = _tables(union, facts, files, options, format, persisted, stage,
+                                 stage.read(spark, items[1], parts))
+                result.items_files = [stage.path(part) for part in parts]
                 return result
         return _tables(union, facts, files, options, format, persisted, stage)
     except BaseException:
@@ -345,31 +401,31 @@ def ingest(
 
 
 def _tables(union: DataFrame, facts: dict, files: list[str], options: ReaderOptions, format: str,
-            persisted: list[DataFrame], stage: Optional[Staging]) -> IngestResult:
+            persisted: list[DataFrame], stage: Optional[Staging], items: Optional[DataFrame] = None) -> IngestResult:
     """The IngestResult of a parse (`union`) and its facts: duplicate sample ids quarantined, passthrough columns
-    typed, one row per image; what it caches joins `persisted`."""
-    items_all = union.where("kind = 'item'")
+    typed, one row per image; what it caches joins `persisted`. items: the items as the table's rows already (the
+    staged ones `_adoptable` accepts)."""
     quarantine = union.where("kind = 'quarantine'").select(*QUARANTINE.fieldNames())
-    if facts["duplicate_sample_ids"]:
-        docs = items_all.where("position = -1").select("sample_id", "origin", "source", "locator", "ordinal")
-        rank = Window.partitionBy("sample_id").orderBy("source", "ordinal")
-        losers = (
-            docs.withColumn("_rank", F.row_number().over(rank))
-            .withColumn("_first", F.first("origin").over(rank))
-            .where("_rank > 1")
-        )
-        items = items_all.join(losers.select("sample_id", "origin"), ["sample_id", "origin"], "left_anti")
-        quarantine = quarantine.unionByName(losers.select(
-            "source", "locator", F.lit(STAGE).alias("stage"), F.lit("duplicate_sample_id").alias("reason"),
-            F.concat(F.lit("sample id also in "), "_first").alias("detail"), "sample_id",
-            F.lit(None).cast("string").alias("snippet"),
-        ))
-    else:
-        items = items_all
-    items = _with_passthrough(items, facts["kinds"], options, FIELDS.get(format, {}))
-    if stage is None:
-        items = persist_large_rows(items, StorageLevel.MEMORY_AND_DISK)  # read 3 times (staged: Parquet is as good)
-        persisted.append(items)
+    if items is None:
+        items = union.where("kind = 'item'")
+        if facts["duplicate_sample_ids"]:
+            docs = items.where("position = -1").select("sample_id", "origin", "source", "locator", "ordinal")
+            rank = Window.partitionBy("sample_id").orderBy("source", "ordinal")
+            losers = (
+                docs.withColumn("_rank", F.row_number().over(rank))
+                .withColumn("_first", F.first("origin").over(rank))
+                .where("_rank > 1")
+            )
+            items = items.join(losers.select("sample_id", "origin"), ["sample_id", "origin"], "left_anti")
+            quarantine = quarantine.unionByName(losers.select(
+                "source", "locator", F.lit(STAGE).alias("stage"), F.lit("duplicate_sample_id").alias("reason"),
+                F.concat(F.lit("sample id also in "), "_first").alias("detail"), "sample_id",
+                F.lit(None).cast("string").alias("snippet"),
+            ))
+        items = _with_passthrough(items, facts["kinds"], options, FIELDS.get(format, {}))
+        if stage is None:
+            items = persist_large_rows(items, StorageLevel.MEMORY_AND_DISK)  # read 3 times (staged: Parquet will do)
+            persisted.append(items)
 
     # An image is one row per (image_id, file): each task emits an image once. When every image row is the only
     # copy of an image some kept item uses (the facts tell), they are the images; otherwise the copy from the
@@ -397,43 +453,23 @@ def _tables(union: DataFrame, facts: dict, files: list[str], options: ReaderOpti
     return IngestResult(items, images, quarantine, files, persisted, tuple(dict.fromkeys(requested)), counts, stage)
 
 
-def _parse_facts(union: DataFrame) -> dict:
-    """What the parse holds: item counts per modality, whether a sample id or an image repeats or an image row is
-    used by no item (each of which needs a join to settle), and the distinct passthrough kinds (one JSON map per
-    field combination, a small set); of staged keys, also the parts that hold the rows. One grouping by sample id
-    (documents) or image id (images and items using them), then one row: two small shuffles, where distinct
-    counts would copy every row once per count."""
-    kind, image_id, modality = F.col("kind"), F.col("image_id"), F.col("modality")
-    is_item, is_image = kind == "item", kind == "image"
-    is_doc = is_item & (F.col("position") == -1)
-    staged = PART in union.columns
-    key = (F.when(is_doc, F.concat(F.lit("s"), F.col("sample_id")))
-           .when((is_item | is_image) & image_id.isNotNull(), F.concat(F.lit("i"), image_id)))
-    per_key = union.groupBy(key.alias("key")).agg(
-        F.count_if(is_doc).alias("documents"),
-        F.count_if(is_item & (modality == "text")).alias("text_items"),
-        F.count_if(is_item & (modality == "image")).alias("image_items"),
-        F.count_if(kind == "quarantine").alias("quarantined"),
-        F.count_if(is_image).alias("image_rows"),
-        F.count_if(is_item & image_id.isNotNull()).alias("uses"),
-        F.collect_set(F.when(is_item, F.col("passthrough_kinds"))).alias("kinds"),
-        *([F.collect_set(PART).alias("parts"), F.collect_set(ITEMS_PART).alias("items_parts")] if staged else []),
-    )
-    is_id = F.col("key").startswith("i")
+def _parse_facts(rows: DataFrame) -> dict:
+    """What the parse holds, from its tasks' facts (`_TaskFacts` rows): item counts per modality, whether a sample
+    id or an image repeats or an image row is used by no item (each of which needs a join to settle), the
+    distinct passthrough kinds (one JSON map per field combination, a small set) and, staged, the parts written.
+    The keys of all tasks summed, then one row."""
+    per_key = rows.groupBy("key").agg(*[F.sum(c).alias(c) for c in _COUNTS])
     totals = ("documents", "text_items", "image_items", "quarantined", "image_rows")
-    row = per_key.agg(
-        *[F.coalesce(F.sum(name), F.lit(0)).alias(name) for name in totals],
-        F.coalesce(F.max("documents") > 1, F.lit(False)).alias("duplicate_sample_ids"),
-        F.coalesce(F.max(F.when(is_id, F.col("image_rows"))) > 1, F.lit(False)).alias("image_copies"),
+    row = per_key.selectExpr(  # SQL text: a few calls to the JVM where column objects take hundreds
+        *[f"coalesce(sum({name}), 0) AS {name}" for name in totals],
+        "coalesce(max(documents) > 1, false) AS duplicate_sample_ids",
+        "coalesce(max(CASE WHEN startswith(key, 'i') THEN image_rows END) > 1, false) AS image_copies",
         # an image row no item uses, or an item whose image has no row: the copies must be chosen by a join
-        (F.count_if(is_id & ((F.col("image_rows") > 0) != (F.col("uses") > 0))) > 0).alias("unreferenced_images"),
-        F.array_distinct(F.flatten(F.collect_list("kinds"))).alias("kinds"),
-        *([F.array_distinct(F.flatten(F.collect_list(name))).alias(name) for name in ("parts", "items_parts")]
-          if staged else []),
+        "count_if(startswith(key, 'i') AND (image_rows > 0) != (uses > 0)) > 0 AS unreferenced_images",
+        *[f"collect_list(CASE WHEN startswith(key, '{p}') THEN substring(key, 2) END) AS {p}" for p in "kpq"],
     ).first()
     facts = {name: row[name] for name in (*totals, "duplicate_sample_ids", "image_copies", "unreferenced_images")}
-    return {**facts, "kinds": [json.loads(k) for k in row.kinds or []], "parts": row.parts if staged else None,
-            "items_parts": row.items_parts if staged else None}
+    return {**facts, "kinds": [json.loads(k) for k in row.k], "parts": row.p, "items_parts": row.q}
 
 
 def _passthrough_columns(kinds: list[dict], options: ReaderOptions, declared: dict[str, str]) -> list[tuple]:

@@ -19,6 +19,9 @@ import pypdfium2.raw as pdfium_c
 
 from mmcurate.io.documents import Bad, Document, Item, ReaderOptions, select_fields, source_ref
 
+PDF_FIELDS = {"n_pages": "bigint", "title": "string", "page": "bigint"}
+"""The passthrough columns of every pdf ingest, with their kinds, whether or not the data has a value for them, so
+ingests of different PDFs append to one table (and their items are typed as the table's rows in the tasks)."""
 LOCATOR = "file"
 PARAGRAPH_GAP = 0.8
 """A vertical gap between two lines larger than this many median line heights starts a new text block."""
