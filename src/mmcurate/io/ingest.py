@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections import Counter
 import traceback
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Optional, Sequence
 
