@@ -254,18 +254,11 @@ class EmbeddedBackend:
                 raise TableExistsError(f"table {table!r} already exists at {self.location(table)}")
             if mode == "ignore":
                 return WriteResult(table, dt.version(), skipped=True, reason="table exists")
-            done = dt.transaction_version(app_id) if app_id is not None else None
-            if done is not None and done >= app_version:
-                reason = f"{app_id} version {app_version} already committed (table has {done})"
-                return WriteResult(table, dt.version(), skipped=True, reason=reason)
+            done = _committed_already(table, dt, app_id, app_version)
+            if done is not None:
+                return done
             if mode == "append":
-                table_schema = spark_schema(dt)
-                diffs = schema_differences(table_schema, df.schema)
-                if diffs:
-                    raise SchemaMismatchError(
-                        f"cannot append to {table!r}: " + "; ".join(diffs)
-                        + ". Overwrite the table to change its schema."
-                    )
+                table_schema = _append_schema(table, dt, df.schema)
                 df = df.select(*[f"`{n}`" for n in table_schema.fieldNames()])
                 arrow_schema = to_arrow_schema(table_schema, timezone="UTC")
             else:
@@ -289,15 +282,10 @@ class EmbeddedBackend:
         the table: no Spark job, no copy. An append of another schema raises SchemaMismatchError and leaves them."""
         dt = self._load(table)
         if dt is not None:
-            done = dt.transaction_version(app_id) if app_id is not None else None
-            if done is not None and done >= app_version:
-                reason = f"{app_id} version {app_version} already committed (table has {done})"
-                return WriteResult(table, dt.version(), skipped=True, reason=reason)
-            diffs = schema_differences(spark_schema(dt), schema)
-            if diffs:
-                raise SchemaMismatchError(f"cannot append to {table!r}: " + "; ".join(diffs)
-                                          + ". Overwrite the table to change its schema.")
-            schema = spark_schema(dt)  # the files are read by column name: the table's order stays
+            done = _committed_already(table, dt, app_id, app_version)
+            if done is not None:
+                return done
+            schema = _append_schema(table, dt, schema)  # the files are read by column name: the table's order stays
         sources = [self._fs_path_of(f) for f in files]
 
         def move(folder: str) -> list[str]:
@@ -406,6 +394,26 @@ class EmbeddedBackend:
             self.fs.delete_dir(path)
         except (OSError, FileNotFoundError):
             pass
+
+
+def _committed_already(table: str, dt: DeltaTable, app_id: Optional[str],
+                       app_version: Optional[int]) -> Optional[WriteResult]:
+    """The skipped result of a write whose application transaction the table has seen already, else None."""
+    done = dt.transaction_version(app_id) if app_id is not None else None
+    if done is None or done < app_version:
+        return None
+    reason = f"{app_id} version {app_version} already committed (table has {done})"
+    return WriteResult(table, dt.version(), skipped=True, reason=reason)
+
+
+def _append_schema(table: str, dt: DeltaTable, incoming: T.StructType) -> T.StructType:
+    """The table's schema, when rows of `incoming` may be appended to it; else SchemaMismatchError naming why."""
+    table_schema = spark_schema(dt)
+    diffs = schema_differences(table_schema, incoming)
+    if diffs:
+        raise SchemaMismatchError(f"cannot append to {table!r}: " + "; ".join(diffs)
+                                  + ". Overwrite the table to change its schema.")
+    return table_schema
 
 
 def _files_holding_only(dt: DeltaTable, values: dict) -> Optional[list[RemoveAction]]:
